@@ -1,0 +1,210 @@
+//! The command line exactly as typed: clap derive types only, no validation
+//! beyond single values. `config.rs` turns these into checked settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Retail point-of-sale ETL: enrich inventory events with their lookups.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pos-etl",
+    version,
+    about = "Turn point-of-sale inventory exports into one enriched table for Tableau",
+    long_about = "pos-etl reads the CSV exports of a point-of-sale system (stores, items, change \
+types, inventory snapshots and inventory changes), runs the business rules in sql/*.sql with \
+Apache DataFusion, and writes one enriched table (and, if asked, the current stock per store and \
+item) as CSV or Parquet.",
+    after_help = "Examples:\n  pos-etl enrich --out combined.csv\n  pos-etl enrich --data exports/ --out combined.parquet --current-out current.csv\n  pos-etl generate --out-dir big/ --items 100000 --days 30"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Join the inventory events with their lookups and compute the stock after each event.
+    #[command(after_help = ENRICH_EXAMPLES)]
+    Enrich(EnrichArgs),
+    /// Write a realistic, deterministic sample dataset in the original export dialect.
+    #[command(after_help = GENERATE_EXAMPLES)]
+    Generate(GenerateArgs),
+}
+
+const ENRICH_EXAMPLES: &str = "Examples:
+  # the sample data in ./data, one CSV for Tableau
+  pos-etl enrich --out combined.csv
+
+  # other exports, Parquet, plus stock per store and item, and a JSON summary
+  pos-etl enrich --data /srv/exports --out enriched.parquet \\
+      --current-out current_inventory.csv --summary-json run.json
+
+  # fail (exit 2) if more than 100 records are bad, keeping the previous output
+  pos-etl enrich --out combined.csv --max-rejects 100
+
+  # CSV on stdout
+  pos-etl enrich --out - | head";
+
+const GENERATE_EXAMPLES: &str = "Examples:
+  # the sample in data/
+  pos-etl generate --out-dir data --items 200 --days 14 --seed 7
+
+  # about 10 million change rows
+  pos-etl generate --out-dir big --items 100000 --days 30";
+
+/// Flags of `pos-etl enrich`.
+#[derive(Debug, Args)]
+pub struct EnrichArgs {
+    /// Directory with store.csv, item.csv, inventory_change_type.csv and the
+    /// inventory_snapshot_*.csv / inventory_change_*.csv exports.
+    #[arg(long, value_name = "DIR", default_value = "data", env = "POS_ETL_DATA")]
+    pub data: PathBuf,
+
+    /// Where to write the enriched table (`-` for CSV on stdout).
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+
+    /// Also write the current stock per store and item to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub current_out: Option<PathBuf>,
+
+    /// Output format; by default it follows each output's extension (.csv, .parquet).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+
+    /// Run the SQL rules in DIR (all *.sql, in file-name order) instead of the built-in ones.
+    #[arg(long, value_name = "DIR", env = "POS_ETL_SQL_DIR")]
+    pub sql_dir: Option<PathBuf>,
+
+    /// Where to write rejected records [default: <out>.rejects.csv, or
+    /// pos-etl.rejects.csv with --out -].
+    #[arg(long, value_name = "PATH")]
+    pub rejects: Option<PathBuf>,
+
+    /// Fail with exit code 2, leaving the previous output in place, when more
+    /// than N records are rejected.
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub max_rejects: Option<u64>,
+
+    /// Also write the run summary as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
+
+    /// How long to wait for another run writing the same output before giving up.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration,
+          long_help = "How long to wait for another pos-etl run that is writing the same output \
+(it holds <out>.lock) before giving up with exit code 1. Accepts 500ms, 30s, 5m, 1h, or plain seconds.")]
+    pub lock_timeout: Duration,
+
+    /// Progress bars on stderr: auto shows them only when stderr is a terminal.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+}
+
+/// Flags of `pos-etl generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Directory to write the dataset to (created if missing; existing files are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+
+    /// Number of items in the catalogue.
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = parse_count)]
+    pub items: u64,
+
+    /// Number of days of trading to simulate, starting 2021-01-01.
+    #[arg(long, value_name = "D", default_value = "30", value_parser = parse_count)]
+    pub days: u64,
+
+    /// Random seed: the same seed, items and days give byte-identical files.
+    #[arg(long, value_name = "S", default_value = "42", value_parser = parse_count)]
+    pub seed: u64,
+
+    /// Progress bars on stderr: auto shows them only when stderr is a terminal.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+}
+
+/// Output file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Comma-separated values with a header line.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// When to draw progress bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// Only when stderr is a terminal.
+    Auto,
+    /// Always (useful under `script` or a terminal multiplexer that hides the TTY).
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Parses a non-negative integer such as `100` or `10_000`.
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    text.replace('_', "")
+        .parse()
+        .map_err(|_| format!("'{text}' is not a non-negative integer"))
+}
+
+/// Parses a duration such as `500ms`, `30s`, `5m`, `1h` or plain seconds (`90`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (try 500ms, 30s, 5m or 1h)"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("'{text}' has an unknown unit '{unit}' (use ms, s, m or h)")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let cases = [
+            ("500ms", Ok(Duration::from_millis(500))),
+            ("30s", Ok(Duration::from_secs(30))),
+            ("90", Ok(Duration::from_secs(90))),
+            ("5m", Ok(Duration::from_secs(300))),
+            ("1h", Ok(Duration::from_secs(3600))),
+            ("1.5s", Ok(Duration::from_millis(1500))),
+            ("x", Err("'x' is not a duration (try 500ms, 30s, 5m or 1h)".to_string())),
+            ("3d", Err("'3d' has an unknown unit 'd' (use ms, s, m or h)".to_string())),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(parse_count("10_000"), Ok(10_000));
+        assert_eq!(parse_count("-1"), Err("'-1' is not a non-negative integer".to_string()));
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,4 @@
+//! One module per subcommand; each turns a checked config into a run.
+
+pub mod enrich;
+pub mod generate;

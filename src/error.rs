@@ -1,0 +1,206 @@
+//! Error types of each layer, the [`Reject`] value for a bad record, and the
+//! mapping from a failed run to the process exit code.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use datafusion::error::DataFusionError;
+
+/// A record left out of the output, with where it came from and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reject {
+    /// `file:line` (the header is line 1) or `topic/partition@offset`.
+    pub origin: String,
+    /// Why the record was rejected.
+    pub reason: RejectReason,
+    /// The record as read, re-quoted as one CSV line.
+    pub raw: String,
+}
+
+/// Why a record was rejected (SPEC 1.3).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum RejectReason {
+    /// The record has a different number of fields than the header.
+    FieldCount {
+        /// Fields in the header.
+        expected: usize,
+        /// Fields in the record.
+        found: usize,
+    },
+    /// A required field is empty.
+    EmptyField {
+        /// The column.
+        column: &'static str,
+    },
+    /// An integer field holds something else.
+    NotAnInteger {
+        /// The column.
+        column: &'static str,
+        /// The text found.
+        value: String,
+    },
+    /// A date_time field matches none of the dialects of SPEC 1.1.
+    BadDateTime {
+        /// The text found.
+        value: String,
+    },
+    /// A field is not valid UTF-8.
+    NotUtf8 {
+        /// The column.
+        column: &'static str,
+    },
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RejectReason::FieldCount { expected, found } => {
+                write!(f, "expected {expected} fields, found {found}")
+            }
+            RejectReason::EmptyField { column } => write!(f, "{column} is empty"),
+            RejectReason::NotAnInteger { column, value } => {
+                write!(f, "{column} is not an integer: '{value}'")
+            }
+            RejectReason::BadDateTime { value } => write!(
+                f,
+                "date_time is not a date: '{value}' (expected 2021-01-03 14:05:00, 1/3/2021 2:05 PM or ISO 8601)"
+            ),
+            RejectReason::NotUtf8 { column } => write!(f, "{column} is not valid UTF-8"),
+        }
+    }
+}
+
+/// A failure to read an input as a whole (a bad record is a [`Reject`], not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The input directory is missing.
+    #[error("input directory {0} does not exist")]
+    MissingDir(PathBuf),
+    /// A required input file is missing.
+    #[error("missing input file {0}")]
+    MissingFile(PathBuf),
+    /// No file matches a required pattern.
+    #[error("no {pattern} file in {dir}")]
+    NoFiles {
+        /// The directory searched.
+        dir: PathBuf,
+        /// The file-name pattern.
+        pattern: &'static str,
+    },
+    /// The file cannot be opened or read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file has no header line.
+    #[error("{0} is empty: expected a header line")]
+    Empty(PathBuf),
+    /// The header lacks a required column.
+    #[error("{path}: the header has no {column} column (found: {found})")]
+    MissingColumn {
+        /// The file.
+        path: PathBuf,
+        /// The missing column.
+        column: &'static str,
+        /// The header as read, normalised.
+        found: String,
+    },
+}
+
+/// A failure to plan or run the SQL rules.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A SQL file failed to parse, plan or run.
+    #[error("{file} failed")]
+    Sql {
+        /// The SQL file.
+        file: String,
+        /// DataFusion's message.
+        #[source]
+        source: DataFusionError,
+    },
+    /// The SQL directory cannot be read.
+    #[error("cannot read SQL directory {path}")]
+    SqlDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The SQL directory holds no `.sql` file.
+    #[error("{0} holds no .sql file")]
+    NoSqlFiles(PathBuf),
+    /// The SQL files do not define a required output view.
+    #[error("the SQL files define no view named {view}")]
+    MissingView {
+        /// The view.
+        view: &'static str,
+        /// DataFusion's message.
+        #[source]
+        source: DataFusionError,
+    },
+    /// An input table could not be registered.
+    #[error("cannot register table {table}")]
+    Register {
+        /// The table.
+        table: &'static str,
+        /// DataFusion's message.
+        #[source]
+        source: DataFusionError,
+    },
+}
+
+/// A failure to write an output.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Writing or renaming the output failed.
+    #[error("cannot write {path}")]
+    Write {
+        /// The output.
+        path: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Computing the rows to write failed.
+    #[error("computing {path} failed")]
+    Compute {
+        /// The output.
+        path: String,
+        /// DataFusion's message.
+        #[source]
+        source: DataFusionError,
+    },
+    /// Another run holds the output's lock.
+    #[error("{path} is locked by another run ({holder}); gave up after {waited_secs:.1} s (see --lock-timeout)")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// What the holder wrote into the lock file.
+        holder: String,
+        /// How long this run waited.
+        waited_secs: f64,
+    },
+}
+
+/// More records were rejected than `--max-rejects` allows.
+#[derive(Debug, thiserror::Error)]
+#[error("{rejected} records rejected, more than --max-rejects {limit} (see {rejects}); the previous output is unchanged")]
+pub struct TooManyRejects {
+    /// Records rejected.
+    pub rejected: u64,
+    /// The limit.
+    pub limit: u64,
+    /// Where the rejects were written.
+    pub rejects: String,
+}
+
+/// The exit code for a failed run: 2 for bad input over the reject limit, 1 otherwise.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    if error.chain().any(|cause| cause.is::<TooManyRejects>()) { 2 } else { 1 }
+}

@@ -1,0 +1,12 @@
+#![doc = include_str!("../README.md")]
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod pipeline;
+pub mod progress;
+pub mod simulation;
+pub mod sinks;
+pub mod sources;
+pub mod summary;

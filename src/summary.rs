@@ -1,0 +1,96 @@
+//! The account of a run (SPEC 1.3): what was read, written, rejected and
+//! deduplicated, printed on stderr and optionally written as JSON.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::sources::Table;
+
+/// Counts for one input table.
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct TableCounts {
+    /// Records read (header lines excluded).
+    pub read: u64,
+    /// Records rejected.
+    pub rejected: u64,
+}
+
+/// Rows whose id has no lookup row; they are kept with null names.
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct UnmatchedLookups {
+    /// Rows whose store_id is not in `store`.
+    pub store: u64,
+    /// Rows whose item_id is not in `item`.
+    pub item: u64,
+    /// Change rows whose change_type_id is not in `inventory_change_type`.
+    pub change_type: u64,
+}
+
+/// One output written.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OutputCounts {
+    /// Which view.
+    pub table: String,
+    /// Where it went.
+    pub path: String,
+    /// Rows written.
+    pub rows: u64,
+}
+
+/// The account of one `enrich` run.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Summary {
+    /// Per input table.
+    pub tables: BTreeMap<Table, TableCounts>,
+    /// Event records (snapshots and changes) read.
+    pub events_read: u64,
+    /// Rows written to the enriched output.
+    pub rows_written: u64,
+    /// Records rejected, all tables.
+    pub rejected: u64,
+    /// Event records dropped as exact duplicates: read − rejected − written.
+    pub duplicates: u64,
+    /// Rows kept with a missing lookup.
+    pub unmatched_lookups: UnmatchedLookups,
+    /// Every output written.
+    pub outputs: Vec<OutputCounts>,
+    /// Where the rejects went, if any record was rejected.
+    pub rejects_file: Option<String>,
+    /// Wall-clock time of the run.
+    pub elapsed_seconds: f64,
+}
+
+impl Summary {
+    /// The summary as the lines printed on stderr.
+    pub fn to_lines(&self) -> Vec<String> {
+        let per_table = self
+            .tables
+            .iter()
+            .map(|(table, counts)| format!("{} {}", table.name(), counts.read))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut lines = vec![format!("read {per_table}")];
+        for output in &self.outputs {
+            lines.push(format!("wrote {} {} rows to {}", output.rows, output.table, output.path));
+        }
+        let rejects = match &self.rejects_file {
+            Some(path) if self.rejected > 0 => format!("{} rejected (see {path})", self.rejected),
+            _ => "0 rejected".to_string(),
+        };
+        let u = &self.unmatched_lookups;
+        lines.push(format!(
+            "{rejects}, {} duplicates removed, unmatched lookups: store {}, item {}, change_type {}",
+            self.duplicates, u.store, u.item, u.change_type
+        ));
+        lines.push(format!("done in {:.2} s", self.elapsed_seconds));
+        lines
+    }
+
+    /// Writes the summary as pretty JSON to `path`.
+    pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_string_pretty(self).expect("summary is plain data");
+        std::fs::write(path, json + "\n")
+    }
+}

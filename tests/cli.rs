@@ -1,0 +1,7 @@
+//! Integration tests of the `pos-etl` binary, one module per subcommand
+//! (one test binary, one link step).
+
+mod common;
+mod enrich_rules;
+mod enrich_runs;
+mod generate;
