@@ -44,6 +44,15 @@ pub enum RejectReason {
         /// The text found.
         value: String,
     },
+    /// A lookup row repeats an id of an earlier row.
+    DuplicateKey {
+        /// The id column.
+        column: &'static str,
+        /// The id.
+        value: i64,
+        /// The line of the row that has it first.
+        first_line: u64,
+    },
     /// A field is not valid UTF-8.
     NotUtf8 {
         /// The column.
@@ -65,6 +74,9 @@ impl fmt::Display for RejectReason {
                 f,
                 "date_time is not a date: '{value}' (expected 2021-01-03 14:05:00, 1/3/2021 2:05 PM or ISO 8601)"
             ),
+            RejectReason::DuplicateKey { column, value, first_line } => {
+                write!(f, "{column} {value} is already defined on line {first_line}")
+            }
             RejectReason::NotUtf8 { column } => write!(f, "{column} is not valid UTF-8"),
         }
     }

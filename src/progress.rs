@@ -17,13 +17,15 @@ pub struct Progress {
 impl Progress {
     /// A display that draws according to `mode`.
     pub fn new(mode: ProgressMode) -> Self {
-        let visible = match mode {
-            ProgressMode::Always => true,
-            ProgressMode::Never => false,
-            ProgressMode::Auto => std::io::stderr().is_terminal(),
+        let target = match mode {
+            ProgressMode::Never => ProgressDrawTarget::hidden(),
+            ProgressMode::Auto if !std::io::stderr().is_terminal() => ProgressDrawTarget::hidden(),
+            ProgressMode::Auto => ProgressDrawTarget::stderr(),
+            // indicatif's stderr target hides itself off a terminal; a TermLike target does not.
+            ProgressMode::Always => {
+                ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::buffered_stderr()), 20)
+            }
         };
-        let target =
-            if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
         Progress { bars: MultiProgress::with_draw_target(target) }
     }
 

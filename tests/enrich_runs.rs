@@ -80,14 +80,21 @@ fn each_kind_of_bad_record_is_rejected_and_accounted_for() {
     assert!(run.stderr().contains("9 rejected (see enriched.csv.rejects.csv)"), "{}", run.stderr());
 }
 
-/// Lookup rows are checked too: a store id that is not an integer is rejected.
+/// Lookup rows are checked too: a store id that is not an integer is
+/// rejected, and so is a second row for an item id, which would otherwise
+/// duplicate every event of that item.
 #[test]
 fn bad_lookup_rows_are_rejected() {
     let work = Workdir::new();
     one_snapshot_and_one_change(&work);
     work.write("data/store.csv", "store_id,name\n0,online\none,store_001\n");
+    work.write("data/item.csv", "item_id,name,supplier_id,safety_stock_quantity\n10,widget,7,5\n10,widget v2,7,5\n");
     work.run(&["enrich", "--out", "enriched.csv", "--summary-json", "s.json"]).expect_code(0);
-    assert!(work.read("enriched.csv.rejects.csv").contains("store.csv:3,store_id is not an integer: 'one'"));
+    let rejects = work.read("enriched.csv.rejects.csv");
+    assert!(rejects.contains("store.csv:3,store_id is not an integer: 'one'"), "{rejects}");
+    assert!(rejects.contains("item.csv:3,item_id 10 is already defined on line 2,\"10,widget v2,7,5\""), "{rejects}");
+    assert_eq!(work.read("enriched.csv").lines().count(), 3, "one row per event");
+    assert!(!work.read("enriched.csv").contains("widget v2"));
     assert_eq!(summary(&work, "s.json")["unmatched_lookups"]["store"], 2);
 }
 
@@ -240,4 +247,37 @@ fn end_to_end_on_the_sample_data() {
     for action in [",bopis,", ",restock,", ",shrink,", ",sale,"] {
         assert!(combined.contains(action), "no {action} row");
     }
+}
+
+/// `kill -9` while the output is being written leaves the previous output as
+/// it was: the new one is staged under a temporary name and renamed at the end.
+#[cfg(unix)]
+#[test]
+fn a_killed_run_leaves_the_previous_output() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+
+    let work = Workdir::new();
+    work.run(&["generate", "--out-dir", "data", "--items", "4000", "--days", "20", "--seed", "1"]).expect_code(0);
+    work.write("enriched.csv", "previous output\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pos-etl"))
+        .args(["enrich", "--out", "enriched.csv", "--progress", "always"])
+        .current_dir(work.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The "enriched" bar appears when writing starts; reading the pipe blocks until then.
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("enriched") {
+        let read = stderr.read(&mut buffer).unwrap();
+        assert!(read > 0, "the run ended before writing: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buffer[..read]);
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "the run finished before it could be killed");
+    assert_eq!(work.read("enriched.csv"), "previous output\n");
 }

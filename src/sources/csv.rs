@@ -7,6 +7,8 @@
 //! must become one reject instead of failing its whole batch, and every reject
 //! carries its line number and text. Fields go straight into Arrow builders.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -148,12 +150,16 @@ pub fn read_file(
     let mut batch = BatchBuilder::new(table);
     let mut read = TableRead::empty(table);
     let mut record = ByteRecord::new();
+    let mut keys = LookupKeys::new(table);
     while reader.read_byte_record(&mut record).map_err(|e| read_error(e.into()))? {
         read.records += 1;
-        match type_record(table.columns(), &positions, header.len(), &record) {
+        let line = record.position().map_or(0, |p| p.line());
+        let typed = type_record(table.columns(), &positions, header.len(), &record)
+            .and_then(|values| keys.check(&values, line).map(|()| values));
+        match typed {
             Ok(values) => batch.append(&values[..positions.len()]),
             Err(reason) => read.rejects.push(Reject {
-                origin: format!("{display}:{}", record.position().map_or(0, |p| p.line())),
+                origin: format!("{display}:{line}"),
                 reason,
                 raw: requote(&record),
             }),
@@ -191,6 +197,35 @@ fn column_positions(
             None => Ok(None),
         })
         .collect()
+}
+
+/// The ids seen so far in a lookup file: a lookup id given twice would
+/// multiply every event that joins it, so the later row is rejected.
+struct LookupKeys {
+    column: Option<&'static str>,
+    first_line: HashMap<i64, u64>,
+}
+
+impl LookupKeys {
+    fn new(table: Table) -> Self {
+        let column = (!table.is_event()).then(|| table.columns()[0].name);
+        LookupKeys { column, first_line: HashMap::new() }
+    }
+
+    fn check(&mut self, values: &[Value<'_>], line: u64) -> Result<(), RejectReason> {
+        let (Some(column), Value::Int(Some(id))) = (self.column, values[0]) else {
+            return Ok(());
+        };
+        match self.first_line.entry(id) {
+            Entry::Occupied(first) => {
+                Err(RejectReason::DuplicateKey { column, value: id, first_line: *first.get() })
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(line);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// A field typed for its column; `None` is a null.
