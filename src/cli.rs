@@ -30,6 +30,9 @@ pub enum Command {
     /// Join the inventory events with their lookups and compute the stock after each event.
     #[command(after_help = ENRICH_EXAMPLES)]
     Enrich(EnrichArgs),
+    /// Send the snapshot and change exports to Kafka topics, in date_time order.
+    #[command(after_help = PRODUCE_EXAMPLES)]
+    Produce(ProduceArgs),
     /// Write a realistic, deterministic sample dataset in the original export dialect.
     #[command(after_help = GENERATE_EXAMPLES)]
     Generate(GenerateArgs),
@@ -47,7 +50,22 @@ const ENRICH_EXAMPLES: &str = "Examples:
   pos-etl enrich --out combined.csv --max-rejects 100
 
   # CSV on stdout
-  pos-etl enrich --out - | head";
+  pos-etl enrich --out - | head
+
+  # events from Kafka (lookups still from --data), TLS and SASL from a config file
+  pos-etl enrich --brokers kafka-1:9093 --config pos-etl.toml --out combined.csv
+  pos-etl enrich --brokers kafka-1:9093 -X security.protocol=SASL_SSL \\
+      -X sasl.mechanisms=PLAIN -X sasl.username=etl -X sasl.password=secret --out combined.csv";
+
+const PRODUCE_EXAMPLES: &str = "Examples:
+  # the sample data, one message per row, to a local broker
+  pos-etl produce --brokers 127.0.0.1:9092
+
+  # one message per transaction, 4 producers, at most 5000 records/s in total
+  pos-etl produce --brokers kafka:9092 --data exports --form transaction --producers 4 --rate 5000
+
+Each inventory_snapshot_<store>.csv goes to InventorySnapshot<Store> and each
+inventory_change_<store>.csv to InventoryChange<Store> (store_001 → Store001).";
 
 const GENERATE_EXAMPLES: &str = "Examples:
   # the sample in data/
@@ -103,6 +121,86 @@ pub struct EnrichArgs {
     /// Progress bars on stderr: auto shows them only when stderr is a terminal.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+
+    /// Kafka connection: with --brokers, events come from topics instead of CSV files.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Topics holding snapshot messages.
+    #[arg(long, value_name = "A,B", value_delimiter = ',',
+          default_value = "InventorySnapshotOnline,InventorySnapshotStore001")]
+    pub snapshot_topics: Vec<String>,
+
+    /// Topics holding change messages.
+    #[arg(long, value_name = "C,D", value_delimiter = ',',
+          default_value = "InventoryChangeOnline,InventoryChangeStore001")]
+    pub change_topics: Vec<String>,
+}
+
+/// How to reach a Kafka cluster; shared by `enrich` and `produce`.
+#[derive(Debug, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap brokers, comma separated; for enrich, reading events from
+    /// topics instead of CSV files.
+    #[arg(long, value_name = "HOST:PORT", env = "POS_ETL_BROKERS")]
+    pub brokers: Option<String>,
+
+    /// A librdkafka setting, as kcat takes it (repeatable): -X security.protocol=SASL_SSL.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub settings: Vec<(String, String)>,
+
+    /// A TOML file whose [kafka] table holds librdkafka settings (-X wins over it).
+    #[arg(long, value_name = "PATH", env = "POS_ETL_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// How long to wait for the cluster to answer before failing.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub kafka_timeout: Duration,
+}
+
+/// Flags of `pos-etl produce`.
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Directory with the inventory_snapshot_*.csv and inventory_change_*.csv exports.
+    #[arg(long, value_name = "DIR", default_value = "data", env = "POS_ETL_DATA")]
+    pub data: PathBuf,
+
+    /// Kafka connection.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// One message per CSV row, or (changes) one per transaction with its items.
+    #[arg(long, value_enum, default_value_t = MessageForm::Row)]
+    pub form: MessageForm,
+
+    /// At most N records per second in total (default: as fast as the cluster takes them).
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub rate: Option<u64>,
+
+    /// Run K producers side by side, each sending a share of the records.
+    #[arg(long, value_name = "K", default_value = "1", value_parser = parse_positive)]
+    pub producers: u64,
+
+    /// Partitions of each topic that has to be created.
+    #[arg(long, value_name = "N", default_value = "3", value_parser = parse_positive)]
+    pub partitions: u64,
+
+    /// Replication factor of each topic that has to be created.
+    #[arg(long, value_name = "N", default_value = "1", value_parser = parse_positive)]
+    pub replication: u64,
+
+    /// Progress bars on stderr: auto shows them only when stderr is a terminal.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+}
+
+/// The shape of a Kafka message (SPEC 1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MessageForm {
+    /// One JSON object per CSV row, with the CSV column names.
+    Row,
+    /// Changes: one JSON object per transaction, with its `items`; snapshots stay rows.
+    Transaction,
 }
 
 /// Flags of `pos-etl generate`.
@@ -157,6 +255,22 @@ pub fn parse_count(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("'{text}' is not a non-negative integer"))
 }
 
+/// Parses a positive integer.
+pub fn parse_positive(text: &str) -> Result<u64, String> {
+    match parse_count(text)? {
+        0 => Err("must be at least 1".to_string()),
+        n => Ok(n),
+    }
+}
+
+/// Parses `key=value`, as kcat's `-X`.
+pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_string(), value.to_string())),
+        _ => Err(format!("'{text}' is not KEY=VALUE")),
+    }
+}
+
 /// Parses a duration such as `500ms`, `30s`, `5m`, `1h` or plain seconds (`90`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -200,6 +314,13 @@ mod tests {
     fn counts() {
         assert_eq!(parse_count("10_000"), Ok(10_000));
         assert_eq!(parse_count("-1"), Err("'-1' is not a non-negative integer".to_string()));
+    }
+
+    #[test]
+    fn key_values() {
+        assert_eq!(parse_key_value("sasl.password=a=b"), Ok(("sasl.password".into(), "a=b".into())));
+        assert_eq!(parse_key_value("novalue"), Err("'novalue' is not KEY=VALUE".to_string()));
+        assert_eq!(parse_key_value("=x"), Err("'=x' is not KEY=VALUE".to_string()));
     }
 
     #[test]

@@ -4,8 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{EnrichArgs, Format, ProgressMode};
+use rdkafka::ClientConfig;
+
+use crate::cli::{EnrichArgs, Format, KafkaArgs, MessageForm, ProduceArgs, ProgressMode};
 use crate::sinks::{Destination, Output};
+use crate::sources::Table;
 
 /// A command line that parsed but makes no sense; exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +22,103 @@ pub enum ConfigError {
     /// Two outputs cannot share stdout.
     #[error("only one output can go to stdout")]
     TwoStdouts,
+    /// The config file cannot be read or parsed.
+    #[error("cannot use config file {path}: {detail}")]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A command that talks to Kafka was given no brokers.
+    #[error("no Kafka brokers: give --brokers HOST:PORT (or bootstrap.servers in the [kafka] table of --config)")]
+    NoBrokers,
+}
+
+/// How to reach a Kafka cluster: the bootstrap brokers and every other
+/// librdkafka setting, from `-X` and the `[kafka]` table of `--config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// Other librdkafka settings, in the order they apply.
+    pub properties: Vec<(String, String)>,
+    /// How long to wait for the cluster.
+    pub timeout: Duration,
+}
+
+impl KafkaSettings {
+    /// The settings of `args`, or `None` if no brokers are named anywhere.
+    pub fn from_args(args: KafkaArgs) -> Result<Option<Self>, ConfigError> {
+        let mut properties = match &args.config {
+            Some(path) => read_kafka_table(path)?,
+            None => Vec::new(),
+        };
+        properties.extend(args.settings);
+        let from_properties = properties
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "bootstrap.servers" || key == "metadata.broker.list")
+            .map(|(_, value)| value.clone());
+        properties.retain(|(key, _)| key != "bootstrap.servers" && key != "metadata.broker.list");
+        Ok(args.brokers.or(from_properties).map(|brokers| KafkaSettings {
+            brokers,
+            properties,
+            timeout: args.kafka_timeout,
+        }))
+    }
+
+    /// A librdkafka configuration of `defaults` overridden by these settings
+    /// (a user's `-X enable.idempotence=false` wins over a built-in default).
+    pub fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+/// The `[kafka]` table of a TOML config file, as librdkafka settings.
+fn read_kafka_table(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+    let error = |detail: String| ConfigError::ConfigFile { path: path.to_path_buf(), detail };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    let document: toml::Table = text.parse().map_err(|e: toml::de::Error| error(e.message().to_string()))?;
+    let Some(kafka) = document.get("kafka") else {
+        return Ok(Vec::new());
+    };
+    let kafka = kafka.as_table().ok_or_else(|| error("[kafka] is not a table".to_string()))?;
+    kafka
+        .iter()
+        .map(|(key, value)| {
+            let value = match value {
+                toml::Value::String(text) => text.clone(),
+                toml::Value::Integer(number) => number.to_string(),
+                toml::Value::Float(number) => number.to_string(),
+                toml::Value::Boolean(flag) => flag.to_string(),
+                other => return Err(error(format!("kafka.{key} must be a string, number or boolean, not {}", other.type_str()))),
+            };
+            Ok((key.clone(), value))
+        })
+        .collect()
+}
+
+/// Where `enrich` reads the events (snapshots and changes) from.
+#[derive(Debug, Clone)]
+pub enum EventSource {
+    /// The `inventory_snapshot_*.csv` / `inventory_change_*.csv` files of the data directory.
+    Csv,
+    /// Kafka topics, each with the table its messages belong to.
+    Kafka {
+        /// The cluster.
+        settings: KafkaSettings,
+        /// The topics.
+        topics: Vec<(Table, String)>,
+    },
 }
 
 /// Where the SQL rules come from.
@@ -33,8 +133,10 @@ pub enum RuleSource {
 /// The checked settings of `pos-etl enrich`.
 #[derive(Debug, Clone)]
 pub struct EnrichConfig {
-    /// The directory of CSV exports.
+    /// The directory of CSV exports (lookups always come from here).
     pub data_dir: PathBuf,
+    /// Where the events come from.
+    pub events: EventSource,
     /// The enriched output.
     pub enriched: Output,
     /// The current_inventory output, if asked for.
@@ -68,8 +170,18 @@ impl TryFrom<EnrichArgs> for EnrichConfig {
             Destination::Stdout => PathBuf::from("pos-etl.rejects.csv"),
             Destination::File(path) => with_suffix(path, ".rejects.csv"),
         });
+        let events = match KafkaSettings::from_args(args.kafka)? {
+            None => EventSource::Csv,
+            Some(settings) => {
+                let snapshots = args.snapshot_topics.into_iter().map(|t| (Table::InventorySnapshot, t));
+                let changes = args.change_topics.into_iter().map(|t| (Table::InventoryChange, t));
+                let topics = snapshots.chain(changes).filter(|(_, t)| !t.is_empty()).collect();
+                EventSource::Kafka { settings, topics }
+            }
+        };
         Ok(EnrichConfig {
             data_dir: args.data,
+            events,
             enriched,
             current_inventory,
             rules: args.sql_dir.map_or(RuleSource::Builtin, RuleSource::Dir),
@@ -77,6 +189,44 @@ impl TryFrom<EnrichArgs> for EnrichConfig {
             max_rejects: args.max_rejects,
             summary_json: args.summary_json,
             lock_timeout: args.lock_timeout,
+            progress: args.progress,
+        })
+    }
+}
+
+/// The checked settings of `pos-etl produce`.
+#[derive(Debug, Clone)]
+pub struct ProduceConfig {
+    /// The directory of CSV exports.
+    pub data_dir: PathBuf,
+    /// The cluster.
+    pub kafka: KafkaSettings,
+    /// Row or transaction messages.
+    pub form: MessageForm,
+    /// Records per second in total, if capped.
+    pub rate: Option<u64>,
+    /// Producers side by side.
+    pub producers: usize,
+    /// Partitions of a topic to create.
+    pub partitions: i32,
+    /// Replication factor of a topic to create.
+    pub replication: i32,
+    /// Progress bar mode.
+    pub progress: ProgressMode,
+}
+
+impl TryFrom<ProduceArgs> for ProduceConfig {
+    type Error = ConfigError;
+
+    fn try_from(args: ProduceArgs) -> Result<Self, ConfigError> {
+        Ok(ProduceConfig {
+            data_dir: args.data,
+            kafka: KafkaSettings::from_args(args.kafka)?.ok_or(ConfigError::NoBrokers)?,
+            form: args.form,
+            rate: args.rate,
+            producers: args.producers as usize,
+            partitions: i32::try_from(args.partitions).unwrap_or(i32::MAX),
+            replication: i32::try_from(args.replication).unwrap_or(i32::MAX),
             progress: args.progress,
         })
     }
@@ -110,6 +260,34 @@ fn output(path: &Path, format: Option<Format>) -> Result<Output, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kafka_settings_merge_the_config_file_and_dash_x() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pos-etl.toml");
+        std::fs::write(
+            &path,
+            "[kafka]\n\"bootstrap.servers\" = \"k1:9093\"\n\"security.protocol\" = \"SASL_SSL\"\n\"socket.keepalive.enable\" = true\n",
+        )
+        .unwrap();
+        let args = |brokers: Option<&str>, settings: Vec<(&str, &str)>| KafkaArgs {
+            brokers: brokers.map(str::to_string),
+            settings: settings.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            config: Some(path.clone()),
+            kafka_timeout: Duration::from_secs(5),
+        };
+        let settings = KafkaSettings::from_args(args(None, vec![("security.protocol", "SSL")])).unwrap().unwrap();
+        assert_eq!(settings.brokers, "k1:9093");
+        let config = settings.client_config(&[("socket.keepalive.enable", "false")]);
+        assert_eq!(config.get("security.protocol"), Some("SSL"), "-X wins over the file");
+        assert_eq!(config.get("socket.keepalive.enable"), Some("true"));
+        let settings = KafkaSettings::from_args(args(Some("k2:9092"), vec![])).unwrap().unwrap();
+        assert_eq!(settings.client_config(&[]).get("bootstrap.servers"), Some("k2:9092"));
+
+        std::fs::write(&path, "[kafka]\nretries = [1]\n").unwrap();
+        let error = KafkaSettings::from_args(args(None, vec![])).unwrap_err().to_string();
+        assert!(error.ends_with("kafka.retries must be a string, number or boolean, not array"), "{error}");
+    }
 
     #[test]
     fn formats_follow_the_extension_unless_overridden() {

@@ -53,6 +53,13 @@ pub enum RejectReason {
         /// The line of the row that has it first.
         first_line: u64,
     },
+    /// A Kafka message is not JSON of the row or the transaction form.
+    BadJson {
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A transaction-form message has an empty `items` list.
+    NoItems,
     /// A field is not valid UTF-8.
     NotUtf8 {
         /// The column.
@@ -77,6 +84,10 @@ impl fmt::Display for RejectReason {
             RejectReason::DuplicateKey { column, value, first_line } => {
                 write!(f, "{column} {value} is already defined on line {first_line}")
             }
+            RejectReason::BadJson { detail } => {
+                write!(f, "not valid JSON of either form: {detail}")
+            }
+            RejectReason::NoItems => write!(f, "the transaction has no items"),
             RejectReason::NotUtf8 { column } => write!(f, "{column} is not valid UTF-8"),
         }
     }
@@ -111,6 +122,55 @@ pub enum SourceError {
     /// The file has no header line.
     #[error("{0} is empty: expected a header line")]
     Empty(PathBuf),
+    /// The Kafka client could not be created.
+    #[error("cannot create a Kafka client for {brokers} (check the -X and [kafka] settings)")]
+    KafkaClient {
+        /// The bootstrap brokers.
+        brokers: String,
+        /// librdkafka's message.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// No broker answered within the timeout.
+    #[error("cannot reach Kafka brokers {brokers} within {timeout_secs} s (see --kafka-timeout)")]
+    BrokerUnreachable {
+        /// The bootstrap brokers.
+        brokers: String,
+        /// The timeout.
+        timeout_secs: f64,
+        /// librdkafka's message.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// A topic does not exist.
+    #[error("topic {topic} does not exist on {brokers} {detail}")]
+    UnknownTopic {
+        /// The topic.
+        topic: String,
+        /// The bootstrap brokers.
+        brokers: String,
+        /// The broker's error code.
+        detail: String,
+    },
+    /// Partitions stopped delivering before reaching their end.
+    #[error("no message from {brokers} for {timeout_secs} s while reading {partitions} (see --kafka-timeout)")]
+    Stalled {
+        /// The bootstrap brokers.
+        brokers: String,
+        /// The timeout.
+        timeout_secs: f64,
+        /// The partitions not yet read to their end, with positions.
+        partitions: String,
+    },
+    /// Consuming a topic failed.
+    #[error("reading topic {topic} failed")]
+    Kafka {
+        /// The topic.
+        topic: String,
+        /// librdkafka's message.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
     /// The header lacks a required column.
     #[error("{path}: the header has no {column} column (found: {found})")]
     MissingColumn {
@@ -188,6 +248,45 @@ pub enum SinkError {
         #[source]
         source: DataFusionError,
     },
+    /// A Kafka client failed.
+    #[error("Kafka client for {brokers} failed")]
+    Kafka {
+        /// The bootstrap brokers.
+        brokers: String,
+        /// librdkafka's message.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// No broker answered within the timeout.
+    #[error("cannot reach Kafka brokers {brokers} within {timeout_secs} s (see --kafka-timeout)")]
+    Unreachable {
+        /// The bootstrap brokers.
+        brokers: String,
+        /// The timeout.
+        timeout_secs: f64,
+        /// librdkafka's message.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// A topic could not be created.
+    #[error("cannot create topic {topic} on {brokers}: {code}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// The bootstrap brokers.
+        brokers: String,
+        /// The broker's answer.
+        code: String,
+    },
+    /// A message was not delivered.
+    #[error("delivery to {topic} failed")]
+    Delivery {
+        /// The topic.
+        topic: String,
+        /// librdkafka's message.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
     /// Another run holds the output's lock.
     #[error("{path} is locked by another run ({holder}); gave up after {waited_secs:.1} s (see --lock-timeout)")]
     Locked {
@@ -212,7 +311,11 @@ pub struct TooManyRejects {
     pub rejects: String,
 }
 
-/// The exit code for a failed run: 2 for bad input over the reject limit, 1 otherwise.
+/// The exit code for a failed run: 2 for bad usage or bad input over the
+/// reject limit, 1 otherwise.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
-    if error.chain().any(|cause| cause.is::<TooManyRejects>()) { 2 } else { 1 }
+    let usage_or_input = |cause: &(dyn std::error::Error + 'static)| {
+        cause.is::<TooManyRejects>() || cause.is::<crate::config::ConfigError>()
+    };
+    if error.chain().any(usage_or_input) { 2 } else { 1 }
 }

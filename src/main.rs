@@ -4,27 +4,24 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pos_etl::cli::{Cli, Command};
-use pos_etl::config::EnrichConfig;
+use pos_etl::config::{EnrichConfig, ProduceConfig};
 use pos_etl::{commands, error};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Enrich(args) => match EnrichConfig::try_from(args) {
-            Ok(config) => commands::enrich::run(&config).await.map(drop),
-            Err(usage) => {
-                eprintln!("pos-etl: {usage}");
-                return ExitCode::from(2);
-            }
-        },
-        Command::Generate(args) => commands::generate::run(&args).map(drop),
-    };
-    match result {
+    match run(Cli::parse().command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("pos-etl: {error:#}");
             ExitCode::from(error::exit_code(&error))
         }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Enrich(args) => commands::enrich::run(&EnrichConfig::try_from(args)?).await.map(drop),
+        Command::Produce(args) => commands::produce::run(&ProduceConfig::try_from(args)?).await.map(drop),
+        Command::Generate(args) => commands::generate::run(&args).map(drop),
     }
 }

@@ -39,10 +39,10 @@ impl Progress {
         self.add(ProgressBar::new(total).with_style(style), message)
     }
 
-    /// A spinner counting rows, with no known total.
-    pub fn rows(&self, message: &str) -> ProgressBar {
-        let style = ProgressStyle::with_template("{msg:>10} {spinner} {human_pos} rows {per_sec} {elapsed}")
-            .expect("valid template");
+    /// A spinner counting `unit`s (rows, messages), with no known total.
+    pub fn count(&self, message: &str, unit: &str) -> ProgressBar {
+        let template = format!("{{msg:>10}} {{spinner}} {{human_pos}} {unit} {{per_sec}} {{elapsed}}");
+        let style = ProgressStyle::with_template(&template).expect("valid template");
         let bar = self.add(ProgressBar::new_spinner().with_style(style), message);
         bar.enable_steady_tick(Duration::from_millis(120));
         bar

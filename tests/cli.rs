@@ -5,3 +5,4 @@ mod common;
 mod enrich_rules;
 mod enrich_runs;
 mod generate;
+mod kafka;

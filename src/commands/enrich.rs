@@ -9,13 +9,13 @@ use anyhow::Context;
 use arrow::array::{Array, RecordBatch};
 use arrow::compute::kernels::boolean::{and, is_not_null, is_null};
 
-use crate::config::{EnrichConfig, RuleSource};
+use crate::config::{EnrichConfig, EventSource, RuleSource};
 use crate::error::{Reject, TooManyRejects};
 use crate::pipeline::{self, Rules};
 use crate::progress::Progress;
 use crate::sinks::lock::OutputLock;
 use crate::sinks::{self, Destination, Output, StagedFile};
-use crate::sources::{self, TableRead};
+use crate::sources::{self, Table, TableRead};
 use crate::summary::{OutputCounts, Summary, TableCounts, UnmatchedLookups};
 
 /// Runs `enrich` and returns its summary (already printed on stderr).
@@ -28,20 +28,7 @@ pub async fn run(config: &EnrichConfig) -> anyhow::Result<Summary> {
     };
     let _locks = lock_outputs(config)?;
 
-    let files = sources::csv::discover(&config.data_dir)?;
-    let total_bytes = files
-        .iter()
-        .flat_map(|f| &f.paths)
-        .filter_map(|path| std::fs::metadata(path).ok())
-        .map(|meta| meta.len())
-        .sum();
-    let bar = progress.bytes("read", total_bytes);
-    let reads = sources::csv::read_all(&files, {
-        let bar = bar.clone();
-        move |bytes| bar.inc(bytes)
-    })
-    .await?;
-    bar.finish();
+    let reads = read_inputs(config, &progress).await?;
 
     let mut summary = Summary::default();
     let rejects = account_reads(&reads, &mut summary);
@@ -110,6 +97,40 @@ pub async fn run(config: &EnrichConfig) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
+/// Reads the lookups, and the events from the CSV files or the Kafka topics.
+async fn read_inputs(config: &EnrichConfig, progress: &Progress) -> anyhow::Result<Vec<TableRead>> {
+    let csv_tables: &[Table] = match config.events {
+        EventSource::Csv => &Table::ALL,
+        EventSource::Kafka { .. } => &[Table::Store, Table::Item, Table::InventoryChangeType],
+    };
+    let files = sources::csv::discover(&config.data_dir, csv_tables)?;
+    let total_bytes = files
+        .iter()
+        .flat_map(|f| &f.paths)
+        .filter_map(|path| std::fs::metadata(path).ok())
+        .map(|meta| meta.len())
+        .sum();
+    let bar = progress.bytes("read", total_bytes);
+    let mut reads = sources::csv::read_all(&files, {
+        let bar = bar.clone();
+        move |bytes| bar.inc(bytes)
+    })
+    .await?;
+    bar.finish();
+    if let EventSource::Kafka { settings, topics } = &config.events {
+        let bar = progress.count("consume", "messages");
+        reads.extend(
+            sources::kafka::read_topics(settings, topics, {
+                let bar = bar.clone();
+                move |messages| bar.inc(messages)
+            })
+            .await?,
+        );
+        bar.finish();
+    }
+    Ok(sources::merge_by_table(reads))
+}
+
 /// Locks every file output, in path order so that two runs cannot deadlock.
 fn lock_outputs(config: &EnrichConfig) -> anyhow::Result<Vec<OutputLock>> {
     let mut paths: Vec<&PathBuf> = std::iter::once(&config.enriched)
@@ -153,7 +174,7 @@ async fn write_output(
     progress: &Progress,
     mut on_batch: impl FnMut(&RecordBatch),
 ) -> anyhow::Result<(u64, Option<StagedFile>)> {
-    let bar = progress.rows(view);
+    let bar = progress.count(view, "rows");
     let stream = frame
         .execute_stream()
         .await

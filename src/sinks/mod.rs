@@ -4,6 +4,7 @@
 //! the rejects file and hold the per-output lock.
 
 pub mod csv;
+pub mod kafka;
 pub mod lock;
 pub mod parquet;
 pub mod rejects;

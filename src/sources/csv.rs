@@ -12,18 +12,13 @@ use std::collections::hash_map::Entry;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Builder, StringBuilder, TimestampSecondBuilder};
-use arrow::record_batch::RecordBatch;
 use csv::ByteRecord;
 
-use super::dialect::{normalize_header, parse_date_time, strip_braces};
-use super::{ColumnSpec, MAX_COLUMNS, Table, TableRead, ValueKind};
+use super::dialect::normalize_header;
+use super::typing::{BATCH_ROWS, BatchBuilder, Fields, Value, type_fields};
+use super::{MAX_COLUMNS, Table, TableRead};
 use crate::error::{Reject, RejectReason, SourceError};
-
-/// Rows per record batch, DataFusion's default batch size.
-pub const BATCH_ROWS: usize = 8192;
 
 /// The input files of one table.
 #[derive(Debug, Clone)]
@@ -34,10 +29,10 @@ pub struct TableFiles {
     pub paths: Vec<PathBuf>,
 }
 
-/// Finds the files of every table in `dir` (SPEC 1): `store.csv`, `item.csv`,
-/// `inventory_change_type.csv`, and one or more `inventory_snapshot_*.csv` and
-/// `inventory_change_*.csv`.
-pub fn discover(dir: &Path) -> Result<Vec<TableFiles>, SourceError> {
+/// Finds the files of each of `tables` in `dir` (SPEC 1): `store.csv`,
+/// `item.csv`, `inventory_change_type.csv`, and one or more
+/// `inventory_snapshot_*.csv` and `inventory_change_*.csv`.
+pub fn discover(dir: &Path, tables: &[Table]) -> Result<Vec<TableFiles>, SourceError> {
     if !dir.is_dir() {
         return Err(SourceError::MissingDir(dir.to_path_buf()));
     }
@@ -48,7 +43,7 @@ pub fn discover(dir: &Path) -> Result<Vec<TableFiles>, SourceError> {
         .filter_map(|entry| entry.file_name().into_string().ok())
         .collect();
     names.sort();
-    Table::ALL
+    tables
         .iter()
         .map(|&table| {
             let paths: Vec<PathBuf> = names
@@ -100,8 +95,8 @@ fn file_belongs_to(name: &str, table: Table) -> bool {
         && fixed_file_name(Table::InventoryChangeType) != Some(name)
 }
 
-/// Reads every file of every table, files in parallel, merging the reads per
-/// table. `on_bytes` is called with each further number of bytes read.
+/// Reads every file of every table, files in parallel; one read per file, in
+/// the order of `files`. `on_bytes` is called with each further number of bytes read.
 pub async fn read_all(
     files: &[TableFiles],
     on_bytes: impl Fn(u64) + Clone + Send + 'static,
@@ -112,15 +107,11 @@ pub async fn read_all(
             tokio::task::spawn_blocking(move || read_file(table, &path, on_bytes))
         })
     });
-    let mut merged: Vec<TableRead> = Vec::new();
-    for read in futures::future::join_all(tasks).await {
-        let read = read.expect("a CSV reader task panicked")?;
-        match merged.iter_mut().find(|m| m.table == read.table) {
-            Some(existing) => existing.merge(read),
-            None => merged.push(read),
-        }
-    }
-    Ok(merged)
+    futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|read| read.expect("a CSV reader task panicked"))
+        .collect()
 }
 
 /// Reads one CSV file of `table`. `on_bytes` is called with each further number of bytes read.
@@ -154,7 +145,8 @@ pub fn read_file(
     while reader.read_byte_record(&mut record).map_err(|e| read_error(e.into()))? {
         read.records += 1;
         let line = record.position().map_or(0, |p| p.line());
-        let typed = type_record(table.columns(), &positions, header.len(), &record)
+        let typed = csv_fields(table, &positions, header.len(), &record)
+            .and_then(|fields| type_fields(table.columns(), &fields))
             .and_then(|values| keys.check(&values, line).map(|()| values));
         match typed {
             Ok(values) => batch.append(&values[..positions.len()]),
@@ -228,56 +220,26 @@ impl LookupKeys {
     }
 }
 
-/// A field typed for its column; `None` is a null.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Value<'a> {
-    Int(Option<i64>),
-    Text(Option<&'a str>),
-    DateTime(Option<i64>),
-}
-
-/// Types every column of one record (the first `columns.len()` values), or
-/// says why it cannot.
-fn type_record<'a>(
-    columns: &[ColumnSpec],
+/// The fields of `record` in the order of `table`'s columns (`None` for a
+/// column the file lacks), checked for count and UTF-8.
+fn csv_fields<'a>(
+    table: Table,
     positions: &[Option<usize>],
     expected_fields: usize,
     record: &'a ByteRecord,
-) -> Result<[Value<'a>; MAX_COLUMNS], RejectReason> {
+) -> Result<Fields<'a>, RejectReason> {
     if record.len() != expected_fields {
         return Err(RejectReason::FieldCount { expected: expected_fields, found: record.len() });
     }
-    let mut values = [Value::Int(None); MAX_COLUMNS];
-    for ((column, position), value) in columns.iter().zip(positions).zip(&mut values) {
-        let bytes = position.and_then(|index| record.get(index)).unwrap_or_default();
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| RejectReason::NotUtf8 { column: column.name })?;
-        if text.is_empty() {
-            if column.required {
-                return Err(RejectReason::EmptyField { column: column.name });
-            }
-            *value = match column.kind {
-                ValueKind::Int => Value::Int(None),
-                ValueKind::Text | ValueKind::TransId => Value::Text(None),
-                ValueKind::DateTime => Value::DateTime(None),
-            };
-            continue;
+    let mut fields: Fields<'a> = [None; MAX_COLUMNS];
+    for ((column, position), field) in table.columns().iter().zip(positions).zip(&mut fields) {
+        if let Some(bytes) = position.and_then(|index| record.get(index)) {
+            *field = Some(
+                std::str::from_utf8(bytes).map_err(|_| RejectReason::NotUtf8 { column: column.name })?,
+            );
         }
-        *value = match column.kind {
-            ValueKind::Int => Value::Int(Some(text.parse().map_err(|_| {
-                RejectReason::NotAnInteger { column: column.name, value: text.to_string() }
-            })?)),
-            ValueKind::Text => Value::Text(Some(text)),
-            ValueKind::TransId => Value::Text(Some(strip_braces(text))),
-            ValueKind::DateTime => Value::DateTime(Some(
-                parse_date_time(text)
-                    .ok_or_else(|| RejectReason::BadDateTime { value: text.to_string() })?
-                    .and_utc()
-                    .timestamp(),
-            )),
-        };
     }
-    Ok(values)
+    Ok(fields)
 }
 
 /// The record as one CSV line, for the rejects file.
@@ -290,67 +252,6 @@ fn requote(record: &ByteRecord) -> String {
     match line {
         Ok(bytes) => String::from_utf8_lossy(&bytes).trim_end().to_string(),
         Err(message) => format!("<unprintable record: {message}>"),
-    }
-}
-
-/// Column builders for one batch of a table.
-struct BatchBuilder {
-    table: Table,
-    columns: Vec<ColumnBuilder>,
-    rows: usize,
-}
-
-enum ColumnBuilder {
-    Int(Int64Builder),
-    Text(StringBuilder),
-    DateTime(TimestampSecondBuilder),
-}
-
-impl BatchBuilder {
-    fn new(table: Table) -> Self {
-        let columns = table
-            .columns()
-            .iter()
-            .map(|column| match column.kind {
-                ValueKind::Int => ColumnBuilder::Int(Int64Builder::with_capacity(BATCH_ROWS)),
-                ValueKind::Text | ValueKind::TransId => {
-                    ColumnBuilder::Text(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 16))
-                }
-                ValueKind::DateTime => {
-                    ColumnBuilder::DateTime(TimestampSecondBuilder::with_capacity(BATCH_ROWS))
-                }
-            })
-            .collect();
-        BatchBuilder { table, columns, rows: 0 }
-    }
-
-    fn append(&mut self, values: &[Value<'_>]) {
-        for (builder, value) in self.columns.iter_mut().zip(values) {
-            match (builder, *value) {
-                (ColumnBuilder::Int(b), Value::Int(v)) => b.append_option(v),
-                (ColumnBuilder::Text(b), Value::Text(v)) => b.append_option(v),
-                (ColumnBuilder::DateTime(b), Value::DateTime(v)) => b.append_option(v),
-                _ => unreachable!("values are typed from the same column specs as the builders"),
-            }
-        }
-        self.rows += 1;
-    }
-
-    fn finish(&mut self) -> RecordBatch {
-        let arrays: Vec<ArrayRef> = self
-            .columns
-            .iter_mut()
-            .map(|builder| -> ArrayRef {
-                match builder {
-                    ColumnBuilder::Int(b) => Arc::new(b.finish()),
-                    ColumnBuilder::Text(b) => Arc::new(b.finish()),
-                    ColumnBuilder::DateTime(b) => Arc::new(b.finish()),
-                }
-            })
-            .collect();
-        self.rows = 0;
-        RecordBatch::try_new(self.table.schema(), arrays)
-            .expect("builders follow the table schema")
     }
 }
 

@@ -4,6 +4,8 @@
 
 pub mod csv;
 pub mod dialect;
+pub mod kafka;
+pub mod typing;
 
 use std::sync::Arc;
 
@@ -155,11 +157,21 @@ impl TableRead {
         TableRead { table, batches: Vec::new(), records: 0, rejects: Vec::new() }
     }
 
-    /// Adds another read of the same table (another file, another partition).
-    pub fn merge(&mut self, other: TableRead) {
-        debug_assert_eq!(self.table, other.table);
-        self.batches.extend(other.batches);
-        self.records += other.records;
-        self.rejects.extend(other.rejects);
+}
+
+/// Merges reads of the same table (several files, several topics) into one
+/// read per table, keeping the order of their rejects.
+pub fn merge_by_table(reads: impl IntoIterator<Item = TableRead>) -> Vec<TableRead> {
+    let mut merged: Vec<TableRead> = Vec::new();
+    for read in reads {
+        match merged.iter_mut().find(|m| m.table == read.table) {
+            Some(existing) => {
+                existing.batches.extend(read.batches);
+                existing.records += read.records;
+                existing.rejects.extend(read.rejects);
+            }
+            None => merged.push(read),
+        }
     }
+    merged
 }

@@ -2,6 +2,8 @@
 //! built binary in it, with failure messages that show the command, the
 //! working directory and stderr.
 
+pub mod broker;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

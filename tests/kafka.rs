@@ -1,0 +1,112 @@
+//! Kafka in and out, on a real broker (see common/broker.rs): produce → enrich
+//! round trips equal the CSV enrich byte for byte, in both message forms and
+//! with several partitions; re-sent records add no row; a poison message is
+//! rejected with its offset; an unreachable cluster fails cleanly.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::common::broker::Broker;
+use crate::common::{Workdir, summary};
+
+/// A generated dataset in `data/` and the CSV enrich of it in `expected.csv`.
+fn dataset() -> (Workdir, String) {
+    let work = Workdir::new();
+    work.run(&["generate", "--out-dir", "data", "--items", "30", "--days", "6", "--seed", "11"]).expect_code(0);
+    work.run(&["enrich", "--out", "expected.csv", "--summary-json", "expected.json"]).expect_code(0);
+    let expected = work.read("expected.csv");
+    (work, expected)
+}
+
+fn produce(work: &Workdir, broker: &Broker, extra: &[&str]) {
+    let mut args = vec!["produce", "--brokers", &broker.address, "--partitions", "3"];
+    args.extend_from_slice(extra);
+    let run = work.run(&args);
+    run.expect_code(0);
+    assert!(run.stderr().contains("records/s"), "{}", run.stderr());
+}
+
+fn enrich_from_kafka(work: &Workdir, broker: &Broker) -> String {
+    work.run(&["enrich", "--brokers", &broker.address, "--out", "kafka.csv", "--summary-json", "kafka.json"])
+        .expect_code(0);
+    work.read("kafka.csv")
+}
+
+#[test]
+fn row_form_round_trip_equals_the_csv_enrich() {
+    let (work, expected) = dataset();
+    let broker = Broker::start();
+    produce(&work, &broker, &["--form", "row", "--producers", "2"]);
+    assert_eq!(enrich_from_kafka(&work, &broker), expected);
+    let (csv, kafka) = (summary(&work, "expected.json"), summary(&work, "kafka.json"));
+    assert_eq!(kafka["events_read"], csv["events_read"]);
+    assert_eq!(kafka["rejected"], 0);
+}
+
+#[test]
+fn transaction_form_round_trip_equals_the_csv_enrich() {
+    let (work, expected) = dataset();
+    let broker = Broker::start();
+    produce(&work, &broker, &["--form", "transaction"]);
+    assert_eq!(enrich_from_kafka(&work, &broker), expected);
+    assert_eq!(summary(&work, "kafka.json")["events_read"], summary(&work, "expected.json")["events_read"]);
+}
+
+/// At-least-once delivery: the same records sent twice add no row.
+#[test]
+fn a_resent_batch_adds_no_rows() {
+    let (work, expected) = dataset();
+    let broker = Broker::start();
+    produce(&work, &broker, &["--form", "row"]);
+    produce(&work, &broker, &["--form", "row"]);
+    assert_eq!(enrich_from_kafka(&work, &broker), expected);
+    let (csv, kafka) = (summary(&work, "expected.json"), summary(&work, "kafka.json"));
+    let events = csv["events_read"].as_u64().unwrap();
+    assert_eq!(kafka["events_read"], 2 * events);
+    assert_eq!(kafka["duplicates"].as_u64().unwrap(), events + csv["duplicates"].as_u64().unwrap());
+}
+
+/// A message that is not JSON of either form lands in the rejects file with
+/// its topic, partition and offset; the rest of the topic is read.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_message_is_rejected_with_its_offset() {
+    let (work, expected) = dataset();
+    let broker = Broker::start();
+    produce(&work, &broker, &["--form", "row"]);
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &broker.address).create().unwrap();
+    let (partition, offset) = producer
+        .send(
+            FutureRecord::to("InventoryChangeStore001").partition(1).key("poison").payload("{not json"),
+            Duration::from_secs(10),
+        )
+        .await
+        .map(|delivery| (delivery.partition, delivery.offset))
+        .unwrap();
+    assert_eq!(enrich_from_kafka(&work, &broker), expected);
+    let rejects = work.read("kafka.csv.rejects.csv");
+    assert!(
+        rejects.contains(&format!("InventoryChangeStore001/{partition}@{offset},not valid JSON of either form: key must be a string")),
+        "{rejects}"
+    );
+    assert!(rejects.ends_with(",{not json\n"), "{rejects}");
+    assert_eq!(summary(&work, "kafka.json")["rejected"], 1);
+}
+
+#[test]
+fn an_unreachable_broker_fails_and_keeps_the_previous_output() {
+    let work = Workdir::new();
+    work.run(&["generate", "--out-dir", "data", "--items", "5", "--days", "1"]).expect_code(0);
+    work.write("kafka.csv", "previous\n");
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let brokers = format!("127.0.0.1:{closed_port}");
+    let run = work.run(&["enrich", "--brokers", &brokers, "--kafka-timeout", "2s", "--out", "kafka.csv"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr().starts_with(&format!("pos-etl: cannot reach Kafka brokers {brokers} within 2 s (see --kafka-timeout)")),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(work.read("kafka.csv"), "previous\n");
+}
