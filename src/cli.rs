@@ -69,7 +69,7 @@ inventory_change_<store>.csv to InventoryChange<Store> (store_001 → Store001).
 
 const GENERATE_EXAMPLES: &str = "Examples:
   # the sample in data/
-  pos-etl generate --out-dir data --items 200 --days 14 --seed 7
+  pos-etl generate --out-dir data --items 300 --days 21 --seed 7
 
   # about 10 million change rows
   pos-etl generate --out-dir big --items 100000 --days 30";
