@@ -1,25 +1,27 @@
 -- The consolidated table for Tableau (SPEC 2). Column names and order are a
--- contract: existing workbooks bind to them.
+-- contract: existing workbooks bind to them. The item is joined last, so its
+-- columns do not travel through the sort of the stock order.
 CREATE VIEW enriched AS
-SELECT item_id,
-       CASE WHEN store_name = 'online' THEN NULL ELSE employee_id END AS employee_id,
-       store_id,
-       date_time,
-       quantity,
+SELECT e.item_id,
+       CASE WHEN e.store_name = 'online' THEN NULL ELSE e.employee_id END AS employee_id,
+       e.store_id,
+       e.date_time,
+       e.quantity,
        CASE
-           WHEN event_order = 0 THEN 'snapshot_only'
-           WHEN snapshots_so_far = 0 THEN 'change_only'
+           WHEN e.event_order = 0 THEN 'snapshot_only'
+           WHEN e.last_snapshot_quantity IS NULL THEN 'change_only'
            ELSE 'snapshot_with_change'
        END AS source_type,
-       store_name,
-       CASE WHEN event_order = 0 THEN 'inventory report' ELSE change_type END AS action,
-       trans_id,
-       change_type_id,
-       change_type,
-       final_quantity,
-       item_name,
-       supplier_id,
-       safety_stock_quantity,
-       CASE WHEN change_type IN ('sale', 'bopis') THEN abs(quantity) END AS sales
-FROM inventory_timeline
-ORDER BY store_id, item_id, stock_seq;
+       e.store_name,
+       CASE WHEN e.event_order = 0 THEN 'inventory report' ELSE e.change_type END AS action,
+       e.trans_id,
+       e.change_type_id,
+       e.change_type,
+       e.final_quantity,
+       i.name AS item_name,
+       i.supplier_id,
+       i.safety_stock_quantity,
+       CASE WHEN e.change_type IN ('sale', 'bopis') THEN abs(e.quantity) END AS sales
+FROM inventory_timeline e
+LEFT JOIN item i ON i.item_id = e.item_id
+ORDER BY e.store_id, e.item_id, e.stock_seq;

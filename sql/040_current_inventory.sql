@@ -1,5 +1,7 @@
--- Stock now, per store and item that has a snapshot (SPEC 3): the last row of
--- each (store, item) in inventory_timeline.
+-- Stock now, per store and item that has a snapshot (SPEC 3): from the last
+-- row of each store and item in enriched. pos-etl streams enriched's rows
+-- into this view while it writes them, so the stock order is computed once.
+-- The ORDER BY inside the aggregates is the stock order of SPEC 2.1.
 CREATE VIEW current_inventory AS
 SELECT store_id,
        store_name,
@@ -13,11 +15,14 @@ SELECT store_id,
        date_time
 FROM (
     SELECT store_id, store_name, item_id, item_name, safety_stock_quantity,
-           last_value(last_snapshot_quantity ORDER BY stock_seq) AS snapshot_quantity,
-           last_value(final_quantity ORDER BY stock_seq) AS current_inventory,
+           last_value(quantity ORDER BY date_time, source_type <> 'snapshot_only',
+                      trans_id, quantity, employee_id, change_type_id)
+               FILTER (WHERE source_type = 'snapshot_only') AS snapshot_quantity,
+           last_value(final_quantity ORDER BY date_time, source_type <> 'snapshot_only',
+                      trans_id, quantity, employee_id, change_type_id) AS current_inventory,
            max(date_time) AS date_time
-    FROM inventory_timeline
+    FROM enriched
     GROUP BY store_id, store_name, item_id, item_name, safety_stock_quantity
-    HAVING max(snapshots_so_far) > 0
 )
+WHERE snapshot_quantity IS NOT NULL
 ORDER BY store_id, item_id;

@@ -212,6 +212,10 @@ pub enum PipelineError {
     MissingView {
         /// The view.
         view: &'static str,
+    },
+    /// The output views could not be planned for execution.
+    #[error("cannot start computing the outputs")]
+    Start {
         /// DataFusion's message.
         #[source]
         source: DataFusionError,

@@ -159,6 +159,49 @@ fn edited_sql_dir_changes_the_output() {
     );
 }
 
+/// The built-in current_inventory reads enriched's rows as they are written;
+/// a user's version that computes it from the timeline instead runs on its
+/// own and gives the same table. One that reads enriched twice is refused.
+#[test]
+fn current_inventory_with_or_without_reading_enriched() {
+    let work = Workdir::new();
+    one_snapshot_and_one_change(&work);
+    work.enrich(&["--current-out", "builtin.csv"]);
+    let builtin = work.read("builtin.csv");
+    assert_eq!(
+        builtin,
+        "store_id,store_name,item_id,item_name,snapshot_quantity,change_quantity,current_inventory,safety_stock_quantity,below_safety_stock,date_time\n\
+         1,store_001,10,widget,100,-2,98,5,false,2021-01-03 10:00:00\n"
+    );
+
+    copy_sql_dir(&work, "rules");
+    work.write(
+        "rules/040_current_inventory.sql",
+        "CREATE VIEW current_inventory AS
+         SELECT t.store_id, store_name, t.item_id, i.name AS item_name,
+                last_snapshot_quantity AS snapshot_quantity,
+                final_quantity - last_snapshot_quantity AS change_quantity,
+                final_quantity AS current_inventory, i.safety_stock_quantity,
+                final_quantity < i.safety_stock_quantity AS below_safety_stock, date_time
+         FROM inventory_timeline t
+         JOIN (SELECT store_id, item_id, max(stock_seq) AS last_seq FROM inventory_timeline GROUP BY store_id, item_id) l
+           ON l.store_id = t.store_id AND l.item_id = t.item_id AND l.last_seq = t.stock_seq
+         JOIN item i ON i.item_id = t.item_id
+         ORDER BY t.store_id, t.item_id;",
+    );
+    work.enrich(&["--current-out", "from_timeline.csv", "--sql-dir", "rules"]);
+    assert_eq!(work.read("from_timeline.csv"), builtin);
+
+    work.write(
+        "rules/040_current_inventory.sql",
+        "CREATE VIEW current_inventory AS SELECT a.* FROM enriched a JOIN enriched b ON a.item_id = b.item_id;",
+    );
+    let run = work.run(&["enrich", "--out", "enriched.csv", "--current-out", "twice.csv", "--sql-dir", "rules"]);
+    run.expect_code(1);
+    assert!(run.stderr().contains("enriched can be read only once"), "{}", run.stderr());
+    assert_eq!(work.read("builtin.csv"), builtin);
+}
+
 fn copy_sql_dir(work: &Workdir, name: &str) {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
     for entry in std::fs::read_dir(source).unwrap() {

@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use arrow::array::{Array, RecordBatch};
 use arrow::compute::kernels::boolean::{and, is_not_null, is_null};
+use datafusion::physical_plan::SendableRecordBatchStream;
 
 use crate::config::{EnrichConfig, EventSource, RuleSource};
 use crate::error::{Reject, TooManyRejects};
@@ -49,13 +50,24 @@ pub async fn run(config: &EnrichConfig) -> anyhow::Result<Summary> {
     let tables = reads.into_iter().map(|read| (read.table, read.batches)).collect();
     let outputs = pipeline::enrich(&ctx, tables, &rules).await.context("running the SQL rules")?;
 
-    let mut staged = vec![rejects_file];
+    let (enriched, current_inventory) = outputs
+        .execute(config.current_inventory.is_some())
+        .await
+        .context("planning the output views")?;
     let mut unmatched = UnmatchedLookups::default();
-    let (rows, file) = write_output(&config.enriched, outputs.enriched, pipeline::ENRICHED, &progress, |batch| {
+    let write_enriched = write_output(&config.enriched, enriched, pipeline::ENRICHED, &progress, |batch| {
         count_unmatched(batch, &mut unmatched)
-    })
-    .await?;
-    staged.extend(file);
+    });
+    // Both at once: current_inventory is fed enriched's rows as they are written.
+    let write_current = async {
+        match (&config.current_inventory, current_inventory) {
+            (Some(output), Some(stream)) => {
+                write_output(output, stream, pipeline::CURRENT_INVENTORY, &progress, |_| {}).await.map(Some)
+            }
+            _ => Ok(None),
+        }
+    };
+    let ((rows, enriched_file), current) = futures::future::try_join(write_enriched, write_current).await?;
     summary.rows_written = rows;
     summary.unmatched_lookups = unmatched;
     summary.outputs.push(OutputCounts {
@@ -63,15 +75,9 @@ pub async fn run(config: &EnrichConfig) -> anyhow::Result<Summary> {
         path: config.enriched.destination.to_string(),
         rows,
     });
-    if let Some(output) = &config.current_inventory {
-        let (rows, file) = write_output(
-            output,
-            outputs.current_inventory,
-            pipeline::CURRENT_INVENTORY,
-            &progress,
-            |_| {},
-        )
-        .await?;
+    let mut staged: Vec<StagedFile> = vec![rejects_file];
+    staged.extend(enriched_file);
+    if let (Some(output), Some((rows, file))) = (&config.current_inventory, current) {
         staged.extend(file);
         summary.outputs.push(OutputCounts {
             table: pipeline::CURRENT_INVENTORY.to_string(),
@@ -169,16 +175,12 @@ fn event_rejects(summary: &Summary) -> u64 {
 
 async fn write_output(
     output: &Output,
-    frame: datafusion::dataframe::DataFrame,
+    stream: SendableRecordBatchStream,
     view: &str,
     progress: &Progress,
     mut on_batch: impl FnMut(&RecordBatch),
 ) -> anyhow::Result<(u64, Option<StagedFile>)> {
     let bar = progress.count(view, "rows");
-    let stream = frame
-        .execute_stream()
-        .await
-        .with_context(|| format!("planning the {view} view"))?;
     let written = sinks::write(output, stream, |batch| {
         bar.inc(batch.num_rows() as u64);
         on_batch(batch);

@@ -4,6 +4,7 @@
 //! does no I/O of its own beyond reading a `--sql-dir`.
 
 pub mod rules;
+mod shared;
 
 use std::sync::Arc;
 
@@ -11,11 +12,13 @@ use arrow::record_batch::RecordBatch;
 use datafusion::catalog::MemTable;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::sql::parser::DFParser;
 
 use crate::error::PipelineError;
 use crate::sources::Table;
 pub use rules::{RuleFile, Rules};
+use shared::Feed;
 
 /// The view holding one row per event (SPEC 2).
 pub const ENRICHED: &str = "enriched";
@@ -28,6 +31,29 @@ pub struct Outputs {
     pub enriched: DataFrame,
     /// The `current_inventory` view.
     pub current_inventory: DataFrame,
+    /// What the views defined after `enriched` see under its name.
+    feed: Feed,
+}
+
+impl Outputs {
+    /// Starts computing `enriched`, and `current_inventory` if asked. When
+    /// `current_inventory` reads `enriched` (as the built-in rules do), it is
+    /// fed `enriched`'s batches as they go by, and the two streams must be
+    /// consumed concurrently.
+    pub async fn execute(
+        self,
+        with_current_inventory: bool,
+    ) -> Result<(SendableRecordBatchStream, Option<SendableRecordBatchStream>), PipelineError> {
+        let start_error = |source| PipelineError::Start { source };
+        let enriched = self.enriched.execute_stream().await.map_err(start_error)?;
+        if !with_current_inventory {
+            return Ok((enriched, None));
+        }
+        let reads_enriched = self.feed.is_read_by(self.current_inventory.logical_plan());
+        let current_inventory = self.current_inventory.execute_stream().await.map_err(start_error)?;
+        let enriched = if reads_enriched { self.feed.tee(enriched) } else { enriched };
+        Ok((enriched, Some(current_inventory)))
+    }
 }
 
 /// A DataFusion session for the rules: one partition per core.
@@ -36,7 +62,12 @@ pub fn new_session() -> SessionContext {
     // the same Arrow type (and Parquet readers see one kind of string).
     let config = SessionConfig::new()
         .with_information_schema(false)
-        .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false);
+        .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false)
+        // Lookups are joined by broadcasting them to every partition: the
+        // alternative repartitions every event by the lookup key and loses
+        // the stock order the windows sorted them into.
+        .set_usize("datafusion.optimizer.hash_join_single_partition_threshold", 1 << 30)
+        .set_usize("datafusion.optimizer.hash_join_single_partition_threshold_rows", 50_000_000);
     SessionContext::new_with_config(config)
 }
 
@@ -48,13 +79,33 @@ pub async fn enrich(
     rules: &Rules,
 ) -> Result<Outputs, PipelineError> {
     register_tables(ctx, tables)?;
+    let mut enriched = None;
     for file in &rules.files {
-        run_rule_file(ctx, file).await?;
+        let sql_error = |source| PipelineError::Sql { file: file.name.clone(), source };
+        for statement in DFParser::parse_sql(&file.sql).map_err(sql_error)? {
+            let plan = ctx.state().statement_to_plan(statement).await.map_err(sql_error)?;
+            ctx.execute_logical_plan(plan).await.map_err(sql_error)?.collect().await.map_err(sql_error)?;
+            if enriched.is_none() && ctx.table_exist(ENRICHED).map_err(sql_error)? {
+                enriched = Some(feed_enriched(ctx).await.map_err(sql_error)?);
+            }
+        }
     }
-    Ok(Outputs {
-        enriched: output_view(ctx, ENRICHED).await?,
-        current_inventory: output_view(ctx, CURRENT_INVENTORY).await?,
-    })
+    let (enriched, feed) = enriched.ok_or(PipelineError::MissingView { view: ENRICHED })?;
+    let current_inventory = ctx
+        .table(CURRENT_INVENTORY)
+        .await
+        .map_err(|_| PipelineError::MissingView { view: CURRENT_INVENTORY })?;
+    Ok(Outputs { enriched, current_inventory, feed })
+}
+
+/// Takes the `enriched` view just defined and gives its name to a feed of
+/// its rows, for the views that read it.
+async fn feed_enriched(ctx: &SessionContext) -> datafusion::error::Result<(DataFrame, Feed)> {
+    let enriched = ctx.table(ENRICHED).await?;
+    let (table, feed) = shared::feed_table(ENRICHED, Arc::new(enriched.schema().as_arrow().clone()))?;
+    ctx.deregister_table(ENRICHED)?;
+    ctx.register_table(ENRICHED, table)?;
+    Ok((enriched, feed))
 }
 
 fn register_tables(
@@ -77,18 +128,4 @@ fn register_tables(
         ctx.register_table(table.name(), Arc::new(mem)).map_err(register_error)?;
     }
     Ok(())
-}
-
-async fn run_rule_file(ctx: &SessionContext, file: &RuleFile) -> Result<(), PipelineError> {
-    let sql_error = |source| PipelineError::Sql { file: file.name.clone(), source };
-    let statements = DFParser::parse_sql(&file.sql).map_err(sql_error)?;
-    for statement in statements {
-        let plan = ctx.state().statement_to_plan(statement).await.map_err(sql_error)?;
-        ctx.execute_logical_plan(plan).await.map_err(sql_error)?.collect().await.map_err(sql_error)?;
-    }
-    Ok(())
-}
-
-async fn output_view(ctx: &SessionContext, view: &'static str) -> Result<DataFrame, PipelineError> {
-    ctx.table(view).await.map_err(|source| PipelineError::MissingView { view, source })
 }
