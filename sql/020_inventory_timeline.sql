@@ -1,13 +1,26 @@
--- Each event with its store and change type and the stock after it
+-- Each distinct event with its store and change type and the stock after it
 -- (SPEC 2.1), in the stock order: per store and item by time, snapshots
 -- first at the same instant, then trans_id, quantity, employee_id,
 -- change_type_id. stock_seq numbers the events in that order.
 --
+-- Every column of a record is in that order, so records sent twice (Kafka
+-- delivers at least once, SPEC 2.2) are equals in it: RANK gives them the
+-- position of the first, and only the first is kept.
+--
 -- final_quantity = the last snapshot's count + the counted changes since it,
--- from running sums. The second window orders by stock_seq, which the first
--- produced in the same order, so one sort serves both.
+-- from running sums. The later windows order by stock_seq, which the first
+-- produced, so one sort serves them all.
 CREATE VIEW inventory_timeline AS
-WITH counted AS (
+WITH ranked AS (
+    SELECT *,
+           ROW_NUMBER() OVER stock_order AS stock_seq,
+           RANK() OVER stock_order AS first_of_equals
+    FROM events
+    WINDOW stock_order AS (
+        PARTITION BY store_id, item_id
+        ORDER BY date_time, event_order, trans_id, quantity, employee_id, change_type_id)
+),
+counted AS (
     SELECT e.*,
            s.name AS store_name,
            t.change_type,
@@ -18,21 +31,18 @@ WITH counted AS (
                WHEN t.change_type = 'bopis' AND s.name = 'online' THEN 0
                ELSE e.quantity
            END AS counted_change
-    FROM events e
+    FROM ranked e
     LEFT JOIN store s ON s.store_id = e.store_id
     LEFT JOIN inventory_change_type t ON t.change_type_id = e.change_type_id
+    WHERE e.stock_seq = e.first_of_equals
 ),
 running AS (
     SELECT *,
-           ROW_NUMBER() OVER stock_order AS stock_seq,
            SUM(counted_change) OVER stock_order AS changes_so_far,
            LAST_VALUE(CASE WHEN event_order = 0 THEN quantity END) IGNORE NULLS
                OVER stock_order AS last_snapshot_quantity
     FROM counted
-    WINDOW stock_order AS (
-        PARTITION BY store_id, item_id
-        ORDER BY date_time, event_order, trans_id, quantity, employee_id, change_type_id
-        ROWS UNBOUNDED PRECEDING)
+    WINDOW stock_order AS (PARTITION BY store_id, item_id ORDER BY stock_seq ROWS UNBOUNDED PRECEDING)
 ),
 anchored AS (
     SELECT *,
