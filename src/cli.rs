@@ -122,6 +122,17 @@ pub struct EnrichArgs {
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
 
+    /// Threads to run the rules on [default: one per core].
+    #[arg(long, value_name = "N", env = "POS_ETL_THREADS", value_parser = parse_positive)]
+    pub threads: Option<u64>,
+
+    /// Memory the sorts may hold before they spill to disk.
+    #[arg(long, value_name = "SIZE", default_value = "2GiB", env = "POS_ETL_MEMORY_LIMIT", value_parser = parse_size,
+          long_help = "Memory the sorts and other operators of the rules may hold before they spill \
+to files in the temporary directory ($TMPDIR). The process as a whole uses about 1 GiB more, for \
+reading, the windows and writing. Accepts 512MiB, 2GiB, 1.5G, or plain bytes.")]
+    pub memory_limit: u64,
+
     /// Kafka connection: with --brokers, events come from topics instead of CSV files.
     #[command(flatten)]
     pub kafka: KafkaArgs,
@@ -263,6 +274,25 @@ pub fn parse_positive(text: &str) -> Result<u64, String> {
     }
 }
 
+/// Parses a size such as `512MiB`, `2GiB`, `1.5G`, `100k` or plain bytes
+/// (binary units: k, m, g and t are 1024-based, with or without `iB`/`B`).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("'{text}' is not a size (try 512MiB or 2GiB)"))?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let power = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 0,
+        "k" => 1,
+        "m" => 2,
+        "g" => 3,
+        "t" => 4,
+        _ => return Err(format!("'{text}' has an unknown unit (use KiB, MiB, GiB or TiB)")),
+    };
+    Ok((value * 1024f64.powi(power)) as u64)
+}
+
 /// Parses `key=value`, as kcat's `-X`.
 pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -307,6 +337,23 @@ mod tests {
         ];
         for (text, expected) in cases {
             assert_eq!(parse_duration(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        let cases = [
+            ("1024", Ok(1024)),
+            ("512MiB", Ok(512 << 20)),
+            ("2GiB", Ok(2 << 30)),
+            ("2g", Ok(2 << 30)),
+            ("1.5G", Ok(3 << 29)),
+            ("100kb", Ok(100 << 10)),
+            ("x", Err("'x' is not a size (try 512MiB or 2GiB)".to_string())),
+            ("3 parsecs", Err("'3 parsecs' has an unknown unit (use KiB, MiB, GiB or TiB)".to_string())),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_size(text), expected, "{text}");
         }
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 
 use crate::cli::{EnrichArgs, Format, KafkaArgs, MessageForm, ProduceArgs, ProgressMode};
+use crate::pipeline::Resources;
 use crate::sinks::{Destination, Output};
 use crate::sources::Table;
 
@@ -153,6 +154,8 @@ pub struct EnrichConfig {
     pub lock_timeout: Duration,
     /// Progress bar mode.
     pub progress: ProgressMode,
+    /// Threads and memory the rules may use.
+    pub resources: Resources,
 }
 
 impl TryFrom<EnrichArgs> for EnrichConfig {
@@ -190,8 +193,17 @@ impl TryFrom<EnrichArgs> for EnrichConfig {
             summary_json: args.summary_json,
             lock_timeout: args.lock_timeout,
             progress: args.progress,
+            resources: Resources {
+                threads: args.threads.map_or_else(default_threads, |n| n as usize),
+                memory_limit: usize::try_from(args.memory_limit).unwrap_or(usize::MAX),
+            },
         })
     }
+}
+
+/// One thread per core.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The checked settings of `pos-etl produce`.

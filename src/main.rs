@@ -7,6 +7,11 @@ use pos_etl::cli::{Cli, Command};
 use pos_etl::config::{EnrichConfig, ProduceConfig};
 use pos_etl::{commands, error};
 
+// DataFusion allocates and frees many short-lived buffers; mimalloc does
+// that faster than glibc's malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match run(Cli::parse().command).await {

@@ -3,12 +3,15 @@
 //! only when all of them are written, so a failed run changes nothing.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use arrow::array::{Array, RecordBatch};
 use arrow::compute::kernels::boolean::{and, is_not_null, is_null};
+use datafusion::catalog::TableProvider;
 use datafusion::physical_plan::SendableRecordBatchStream;
+use indicatif::ProgressBar;
 
 use crate::config::{EnrichConfig, EventSource, RuleSource};
 use crate::error::{Reject, TooManyRejects};
@@ -16,6 +19,7 @@ use crate::pipeline::{self, Rules};
 use crate::progress::Progress;
 use crate::sinks::lock::OutputLock;
 use crate::sinks::{self, Destination, Output, StagedFile};
+use crate::sources::streaming::ReadLog;
 use crate::sources::{self, Table, TableRead};
 use crate::summary::{OutputCounts, Summary, TableCounts, UnmatchedLookups};
 
@@ -29,14 +33,41 @@ pub async fn run(config: &EnrichConfig) -> anyhow::Result<Summary> {
     };
     let _locks = lock_outputs(config)?;
 
-    let reads = read_inputs(config, &progress).await?;
+    let ctx = pipeline::new_session(config.resources)?;
+    let inputs = open_inputs(config, &progress).await?;
+    let outputs = pipeline::enrich(&ctx, inputs.tables, &rules).await.context("running the SQL rules")?;
+    let (enriched, current_inventory) = outputs
+        .execute(config.current_inventory.is_some())
+        .await
+        .context("planning the output views")?;
+    let threads = config.resources.threads;
+    let mut unmatched = UnmatchedLookups::default();
+    let write_enriched = write_output(&config.enriched, enriched, pipeline::ENRICHED, threads, &progress, |batch| {
+        count_unmatched(batch, &mut unmatched)
+    });
+    // Both at once: current_inventory is fed enriched's rows as they are written.
+    let write_current = async {
+        match (&config.current_inventory, current_inventory) {
+            (Some(output), Some(stream)) => {
+                write_output(output, stream, pipeline::CURRENT_INVENTORY, threads, &progress, |_| {})
+                    .await
+                    .map(Some)
+            }
+            _ => Ok(None),
+        }
+    };
+    let ((rows, enriched_file), current) = futures::future::try_join(write_enriched, write_current).await?;
+    inputs.read_bar.finish();
 
     let mut summary = Summary::default();
+    let mut reads = inputs.reads;
+    reads.extend(inputs.log.reads());
     let rejects = account_reads(&reads, &mut summary);
     let rejects_file = StagedFile::new(&config.rejects)?;
     rejects_file.put(sinks::rejects::encode(&rejects)).await?;
     summary.rejects_file = Some(config.rejects.display().to_string());
     if let Some(limit) = config.max_rejects.filter(|&limit| summary.rejected > limit) {
+        // The outputs are dropped unwritten; only the rejects are kept, for diagnosis.
         rejects_file.commit().await?;
         return Err(TooManyRejects {
             rejected: summary.rejected,
@@ -45,29 +76,6 @@ pub async fn run(config: &EnrichConfig) -> anyhow::Result<Summary> {
         }
         .into());
     }
-
-    let ctx = pipeline::new_session();
-    let tables = reads.into_iter().map(|read| (read.table, read.batches)).collect();
-    let outputs = pipeline::enrich(&ctx, tables, &rules).await.context("running the SQL rules")?;
-
-    let (enriched, current_inventory) = outputs
-        .execute(config.current_inventory.is_some())
-        .await
-        .context("planning the output views")?;
-    let mut unmatched = UnmatchedLookups::default();
-    let write_enriched = write_output(&config.enriched, enriched, pipeline::ENRICHED, &progress, |batch| {
-        count_unmatched(batch, &mut unmatched)
-    });
-    // Both at once: current_inventory is fed enriched's rows as they are written.
-    let write_current = async {
-        match (&config.current_inventory, current_inventory) {
-            (Some(output), Some(stream)) => {
-                write_output(output, stream, pipeline::CURRENT_INVENTORY, &progress, |_| {}).await.map(Some)
-            }
-            _ => Ok(None),
-        }
-    };
-    let ((rows, enriched_file), current) = futures::future::try_join(write_enriched, write_current).await?;
     summary.rows_written = rows;
     summary.unmatched_lookups = unmatched;
     summary.outputs.push(OutputCounts {
@@ -103,38 +111,72 @@ pub async fn run(config: &EnrichConfig) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
-/// Reads the lookups, and the events from the CSV files or the Kafka topics.
-async fn read_inputs(config: &EnrichConfig, progress: &Progress) -> anyhow::Result<Vec<TableRead>> {
-    let csv_tables: &[Table] = match config.events {
-        EventSource::Csv => &Table::ALL,
-        EventSource::Kafka { .. } => &[Table::Store, Table::Item, Table::InventoryChangeType],
+/// The input tables of a run, and what reading them yields besides rows.
+struct Inputs {
+    /// Every input table, for the rules.
+    tables: Vec<(Table, Arc<dyn TableProvider>)>,
+    /// Reads done before the rules run: the lookups, and Kafka topics.
+    reads: Vec<TableRead>,
+    /// Reads done while the rules run: the event files.
+    log: ReadLog,
+    /// Bytes of the files read so far.
+    read_bar: ProgressBar,
+}
+
+/// Reads the lookups and any Kafka topics, and sets the event files up to
+/// be read while the rules run. Every file's header is checked here, so a
+/// missing column fails the run before it starts.
+async fn open_inputs(config: &EnrichConfig, progress: &Progress) -> anyhow::Result<Inputs> {
+    let partitions = config.resources.threads;
+    let lookups = [Table::Store, Table::Item, Table::InventoryChangeType];
+    let events = [Table::InventorySnapshot, Table::InventoryChange];
+    let lookup_files = sources::csv::discover(&config.data_dir, &lookups)?;
+    let event_files = match config.events {
+        EventSource::Csv => sources::csv::discover(&config.data_dir, &events)?,
+        EventSource::Kafka { .. } => Vec::new(),
     };
-    let files = sources::csv::discover(&config.data_dir, csv_tables)?;
-    let total_bytes = files
+    for files in &event_files {
+        for path in &files.paths {
+            sources::csv::check_header(files.table, path)?;
+        }
+    }
+    let total_bytes = lookup_files
         .iter()
+        .chain(&event_files)
         .flat_map(|f| &f.paths)
         .filter_map(|path| std::fs::metadata(path).ok())
         .map(|meta| meta.len())
         .sum();
-    let bar = progress.bytes("read", total_bytes);
-    let mut reads = sources::csv::read_all(&files, {
-        let bar = bar.clone();
+    let read_bar = progress.bytes("read", total_bytes);
+    let on_bytes = {
+        let bar = read_bar.clone();
         move |bytes| bar.inc(bytes)
-    })
-    .await?;
-    bar.finish();
+    };
+
+    let mut reads = sources::csv::read_all(&lookup_files, on_bytes.clone()).await?;
     if let EventSource::Kafka { settings, topics } = &config.events {
         let bar = progress.count("consume", "messages");
-        reads.extend(
-            sources::kafka::read_topics(settings, topics, {
-                let bar = bar.clone();
-                move |messages| bar.inc(messages)
-            })
-            .await?,
-        );
+        let consumed = sources::kafka::read_topics(settings, topics, {
+            let bar = bar.clone();
+            move |messages| bar.inc(messages)
+        })
+        .await?;
         bar.finish();
+        reads.extend(consumed);
     }
-    Ok(sources::merge_by_table(reads))
+    let mut reads = sources::merge_by_table(reads);
+    let mut tables = Vec::new();
+    for read in &mut reads {
+        let batches = std::mem::take(&mut read.batches);
+        tables.push((read.table, pipeline::memory_table(read.table, batches, partitions)?));
+    }
+    let log = ReadLog::default();
+    for files in &event_files {
+        let table = sources::streaming::csv_table(files.table, &files.paths, partitions, &log, on_bytes.clone())
+            .with_context(|| format!("reading the {} files", files.table.name()))?;
+        tables.push((files.table, table as Arc<dyn TableProvider>));
+    }
+    Ok(Inputs { tables, reads, log, read_bar })
 }
 
 /// Locks every file output, in path order so that two runs cannot deadlock.
@@ -177,11 +219,12 @@ async fn write_output(
     output: &Output,
     stream: SendableRecordBatchStream,
     view: &str,
+    threads: usize,
     progress: &Progress,
     mut on_batch: impl FnMut(&RecordBatch),
 ) -> anyhow::Result<(u64, Option<StagedFile>)> {
     let bar = progress.count(view, "rows");
-    let written = sinks::write(output, stream, |batch| {
+    let written = sinks::write(output, stream, threads, |batch| {
         bar.inc(batch.num_rows() as u64);
         on_batch(batch);
     })

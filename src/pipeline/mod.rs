@@ -9,9 +9,11 @@ mod shared;
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
-use datafusion::catalog::MemTable;
+use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::sql::parser::DFParser;
 
@@ -56,26 +58,57 @@ impl Outputs {
     }
 }
 
-/// A DataFusion session for the rules: one partition per core.
-pub fn new_session() -> SessionContext {
+/// How much of the machine a run may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resources {
+    /// Partitions the rules run in, and so threads busy at once.
+    pub threads: usize,
+    /// Bytes the sorts and other operators may hold before spilling to disk.
+    pub memory_limit: usize,
+}
+
+/// A DataFusion session for the rules: `threads` partitions, and operators
+/// that spill to the temporary directory beyond the memory limit.
+pub fn new_session(resources: Resources) -> Result<SessionContext, PipelineError> {
     // SQL's VARCHAR stays plain Utf8, so every text column of the outputs has
     // the same Arrow type (and Parquet readers see one kind of string).
     let config = SessionConfig::new()
         .with_information_schema(false)
+        .with_target_partitions(resources.threads.max(1))
         .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false)
         // Lookups are joined by broadcasting them to every partition: the
         // alternative repartitions every event by the lookup key and loses
         // the stock order the windows sorted them into.
         .set_usize("datafusion.optimizer.hash_join_single_partition_threshold", 1 << 30)
         .set_usize("datafusion.optimizer.hash_join_single_partition_threshold_rows", 50_000_000);
-    SessionContext::new_with_config(config)
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(resources.memory_limit)))
+        .build_arc()
+        .map_err(|source| PipelineError::Start { source })?;
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
+/// `batches` of `table` as an in-memory table of `partitions` partitions.
+pub fn memory_table(
+    table: Table,
+    batches: Vec<RecordBatch>,
+    partitions: usize,
+) -> Result<Arc<dyn TableProvider>, PipelineError> {
+    let partitions = partitions.max(1);
+    let mut split = vec![Vec::new(); partitions];
+    for (index, batch) in batches.into_iter().enumerate() {
+        split[index % partitions].push(batch);
+    }
+    let mem = MemTable::try_new(table.schema(), split)
+        .map_err(|source| PipelineError::Register { table: table.name(), source })?;
+    Ok(Arc::new(mem))
 }
 
 /// Registers the input tables in `ctx`, runs every rule file in order, and
 /// returns the output views. A table missing from `tables` is registered empty.
 pub async fn enrich(
     ctx: &SessionContext,
-    tables: Vec<(Table, Vec<RecordBatch>)>,
+    tables: Vec<(Table, Arc<dyn TableProvider>)>,
     rules: &Rules,
 ) -> Result<Outputs, PipelineError> {
     register_tables(ctx, tables)?;
@@ -110,22 +143,15 @@ async fn feed_enriched(ctx: &SessionContext) -> datafusion::error::Result<(DataF
 
 fn register_tables(
     ctx: &SessionContext,
-    mut tables: Vec<(Table, Vec<RecordBatch>)>,
+    mut tables: Vec<(Table, Arc<dyn TableProvider>)>,
 ) -> Result<(), PipelineError> {
-    let partitions = ctx.state().config().target_partitions().max(1);
     for table in Table::ALL {
-        let batches = tables
-            .iter_mut()
-            .filter(|(t, _)| *t == table)
-            .flat_map(|(_, batches)| std::mem::take(batches))
-            .collect::<Vec<_>>();
-        let mut split = vec![Vec::new(); partitions];
-        for (index, batch) in batches.into_iter().enumerate() {
-            split[index % partitions].push(batch);
-        }
-        let register_error = |source| PipelineError::Register { table: table.name(), source };
-        let mem = MemTable::try_new(table.schema(), split).map_err(register_error)?;
-        ctx.register_table(table.name(), Arc::new(mem)).map_err(register_error)?;
+        let provider = match tables.iter().position(|(t, _)| *t == table) {
+            Some(index) => tables.swap_remove(index).1,
+            None => memory_table(table, Vec::new(), 1)?,
+        };
+        ctx.register_table(table.name(), provider)
+            .map_err(|source| PipelineError::Register { table: table.name(), source })?;
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use futures::StreamExt;
 use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 
 /// Batches buffered for the reading view at most: a slower reader holds the
 /// writer back instead of letting memory grow.
@@ -96,9 +97,7 @@ impl PartitionStream for ChannelPartition {
                 futures::stream::once(async move { Err(error) }),
             ));
         };
-        let batches = futures::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|batch| (Ok(batch), receiver))
-        });
+        let batches = ReceiverStream::new(receiver).map(Ok);
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
     }
 }

@@ -30,12 +30,14 @@ pub fn encode(batch: &RecordBatch, header: bool) -> Result<Vec<u8>, ArrowError> 
     Ok(bytes)
 }
 
-/// Writes every batch of `stream` to `out` as one CSV document; returns the rows written.
-/// An empty result still gets its header line.
+/// Writes every batch of `stream` to `out` as one CSV document, encoding
+/// up to `threads` batches at once; returns the rows written. An empty
+/// result still gets its header line.
 pub async fn write<W: AsyncWrite + Unpin>(
     stream: SendableRecordBatchStream,
     mut out: W,
     name: &str,
+    threads: usize,
     mut on_batch: impl FnMut(&RecordBatch),
 ) -> Result<u64, SinkError> {
     let write_error = |source: Box<dyn std::error::Error + Send + Sync>| SinkError::Write {
@@ -43,7 +45,6 @@ pub async fn write<W: AsyncWrite + Unpin>(
         source,
     };
     let schema = stream.schema();
-    let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut encoded = stream
         .map_err(|source| SinkError::Compute { path: name.to_string(), source })
         .enumerate()
@@ -59,7 +60,7 @@ pub async fn write<W: AsyncWrite + Unpin>(
                 Ok::<_, SinkError>((rows, bytes))
             }
         })
-        .buffered(parallelism);
+        .buffered(threads.max(1));
     let mut rows = 0;
     let mut header = true;
     while let Some(chunk) = encoded.next().await {

@@ -45,19 +45,20 @@ pub struct Output {
     pub format: Format,
 }
 
-/// Writes `stream` to `output`; a file output is staged and must be committed
-/// with [`StagedFile::commit`] once every output of the run is written.
-/// `on_batch` sees every batch before it is written. Returns the rows written
-/// and the staged file, if any.
+/// Writes `stream` to `output`, encoding CSV on up to `threads` threads; a
+/// file output is staged and must be committed with [`StagedFile::commit`]
+/// once every output of the run is written. `on_batch` sees every batch
+/// before it is written. Returns the rows written and the staged file, if any.
 pub async fn write(
     output: &Output,
     stream: SendableRecordBatchStream,
+    threads: usize,
     on_batch: impl FnMut(&arrow::record_batch::RecordBatch),
 ) -> Result<(u64, Option<StagedFile>), SinkError> {
     let name = output.destination.to_string();
     match &output.destination {
         Destination::Stdout => {
-            let rows = csv::write(stream, tokio::io::stdout(), &name, on_batch).await;
+            let rows = csv::write(stream, tokio::io::stdout(), &name, threads, on_batch).await;
             match rows {
                 Err(error) if is_broken_pipe(&error) => Ok((0, None)),
                 other => Ok((other?, None)),
@@ -66,7 +67,7 @@ pub async fn write(
         Destination::File(path) => {
             let staged = StagedFile::new(path)?;
             let rows = match output.format {
-                Format::Csv => csv::write(stream, staged.writer(), &name, on_batch).await?,
+                Format::Csv => csv::write(stream, staged.writer(), &name, threads, on_batch).await?,
                 Format::Parquet => parquet::write(stream, staged.writer(), &name, on_batch).await?,
             };
             Ok((rows, Some(staged)))

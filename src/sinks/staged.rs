@@ -1,6 +1,7 @@
 //! A file written under a temporary name beside its target, through
 //! object_store, and renamed over the target only on commit, so that the
-//! previous file survives any failure of the run, `kill -9` included.
+//! previous file survives any failure of the run, `kill -9` included. A
+//! staged file dropped without a commit is deleted.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +20,8 @@ pub struct StagedFile {
     temporary: ObjectPath,
     target: ObjectPath,
     display: PathBuf,
+    /// The temporary file on disk, removed on drop unless committed.
+    local_temporary: Option<PathBuf>,
 }
 
 impl StagedFile {
@@ -38,6 +41,7 @@ impl StagedFile {
             temporary: to_object_path(Path::new(&temporary_name))?,
             target: to_object_path(&absolute)?,
             display: target.to_path_buf(),
+            local_temporary: Some(PathBuf::from(temporary_name)),
         })
     }
 
@@ -56,11 +60,22 @@ impl StagedFile {
     }
 
     /// Replaces the target with the temporary file.
-    pub async fn commit(self) -> Result<(), SinkError> {
-        self.store.rename(&self.temporary, &self.target).await.map_err(|e| self.error(e))
+    pub async fn commit(mut self) -> Result<(), SinkError> {
+        self.store.rename(&self.temporary, &self.target).await.map_err(|e| self.error(e))?;
+        self.local_temporary = None;
+        Ok(())
     }
 
     fn error(&self, source: object_store::Error) -> SinkError {
         SinkError::Write { path: self.display.display().to_string(), source: source.into() }
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if let Some(path) = &self.local_temporary {
+            // Nothing may have been written yet; and a failed run has a better error to report.
+            let _ = std::fs::remove_file(path);
+        }
     }
 }

@@ -5,6 +5,7 @@
 pub mod csv;
 pub mod dialect;
 pub mod kafka;
+pub mod streaming;
 pub mod typing;
 
 use std::sync::Arc;
