@@ -254,7 +254,17 @@ fn parquet_output_has_the_contract_types() {
     let csv = work.enrich(&[]);
     work.run(&["enrich", "--out", "enriched.parquet", "--current-out", "current.parquet"]).expect_code(0);
     let file = std::fs::File::open(work.path().join("enriched.parquet")).unwrap();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    // Readers without the embedded Arrow schema (DuckDB, Spark, Tableau) see
+    // the Parquet types: date_time must be a local timestamp, not an integer.
+    let columns = builder.metadata().file_metadata().schema_descr();
+    let date_time = columns.columns().iter().find(|c| c.name() == "date_time").unwrap();
+    assert!(
+        matches!(date_time.logical_type_ref(), Some(parquet::basic::LogicalType::Timestamp(t)) if !t.is_adjusted_to_u_t_c),
+        "{:?}",
+        date_time.logical_type_ref()
+    );
+    let reader = builder.build().unwrap();
     let batches: Vec<_> = reader.collect::<Result<_, _>>().unwrap();
     let schema = batches[0].schema();
     let types: Vec<(&str, &DataType)> = schema.fields().iter().map(|f| (f.name().as_str(), f.data_type())).collect();

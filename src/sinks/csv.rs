@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, StringBuilder};
+use arrow::compute::cast;
 use arrow::csv::WriterBuilder;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampSecondType};
 use arrow::error::ArrowError;
@@ -77,11 +78,11 @@ pub async fn write<W: AsyncWrite + Unpin>(
     Ok(rows)
 }
 
-/// `batch` with every second-precision timestamp column as `YYYY-MM-DD
-/// HH:MM:SS` text. arrow-csv formats a timestamp through chrono's format
-/// interpreter, which costs more than encoding the rest of the row.
+/// `batch` with every timestamp column as `YYYY-MM-DD HH:MM:SS` text.
+/// arrow-csv formats a timestamp through chrono's format interpreter, which
+/// costs more than encoding the rest of the row.
 fn timestamps_as_text(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let is_timestamp = |data_type: &DataType| *data_type == DataType::Timestamp(TimeUnit::Second, None);
+    let is_timestamp = |data_type: &DataType| matches!(data_type, DataType::Timestamp(_, None));
     if !batch.schema().fields().iter().any(|field| is_timestamp(field.data_type())) {
         return Ok(batch.clone());
     }
@@ -94,7 +95,8 @@ fn timestamps_as_text(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
             if !is_timestamp(field.data_type()) {
                 return Ok((field.as_ref().clone(), column.clone()));
             }
-            let seconds = column.as_primitive::<TimestampSecondType>();
+            let seconds = cast(column, &DataType::Timestamp(TimeUnit::Second, None))?;
+            let seconds = seconds.as_primitive::<TimestampSecondType>();
             let mut text = StringBuilder::with_capacity(seconds.len(), seconds.len() * 19);
             let mut line = String::with_capacity(19);
             for value in seconds.iter() {

@@ -1,6 +1,11 @@
 //! Parquet output: the column types of SPEC 2, timestamps without time zone,
-//! Snappy-compressed (what Tableau and Spark read by default).
+//! Snappy-compressed (what Tableau and Spark read by default). Parquet has no
+//! timestamp in seconds, so date_time is written in milliseconds.
 
+use std::sync::Arc;
+
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
@@ -23,16 +28,36 @@ pub async fn write<W: AsyncWrite + Unpin + Send>(
         source: source.into(),
     };
     let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-    let mut writer =
-        AsyncArrowWriter::try_new(out, stream.schema(), Some(properties)).map_err(write_error)?;
+    let schema = in_milliseconds(&stream.schema());
+    let mut writer = AsyncArrowWriter::try_new(out, schema.clone(), Some(properties)).map_err(write_error)?;
     let mut rows = 0;
     while let Some(batch) = stream.next().await {
         let batch =
             batch.map_err(|source| SinkError::Compute { path: name.to_string(), source })?;
         on_batch(&batch);
-        writer.write(&batch).await.map_err(write_error)?;
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .map(|(column, field)| cast(column, field.data_type()))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|columns| RecordBatch::try_new(schema.clone(), columns))
+            .map_err(|source| write_error(source.into()))?;
+        writer.write(&columns).await.map_err(write_error)?;
         rows += batch.num_rows() as u64;
     }
     writer.close().await.map_err(write_error)?;
     Ok(rows)
+}
+
+/// `schema` with timestamps in seconds as timestamps in milliseconds: the
+/// Parquet writer stores seconds as a bare integer, with no timestamp type.
+fn in_milliseconds(schema: &SchemaRef) -> SchemaRef {
+    let fields = schema.fields().iter().map(|field| match field.data_type() {
+        DataType::Timestamp(TimeUnit::Second, zone) => {
+            Field::new(field.name(), DataType::Timestamp(TimeUnit::Millisecond, zone.clone()), field.is_nullable())
+        }
+        _ => field.as_ref().clone(),
+    });
+    Arc::new(Schema::new(fields.collect::<Vec<_>>()))
 }
