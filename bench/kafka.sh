@@ -15,7 +15,9 @@ cargo build --release --locked -q
 pos_etl="$CARGO_TARGET_DIR/release/pos-etl"
 tansu="${TANSU:-$HOME/.cache/pos-etl/tools/bin/tansu}"
 [ -x "$tansu" ] || cargo install tansu --version 0.6.0 --features dynostore --locked --root "$HOME/.cache/pos-etl/tools"
-python3 -c 'import confluent_kafka' 2>/dev/null || pip install -q confluent-kafka
+venv=bench/.venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r bench/requirements.txt
 
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -34,7 +36,7 @@ seconds() { /usr/bin/time -f %e -o "$work/time" "$@" > /dev/null 2>"$work/stderr
 pos_times=(); peer_times=()
 for run in $(seq "$runs"); do
     pos_times+=("$(seconds "$pos_etl" enrich --brokers "$brokers" --data "$work/data" --out "$work/out.csv")")
-    peer_times+=("$(seconds python3 bench/kafka_peer.py "$brokers" "$topics")")
+    peer_times+=("$(seconds "$venv/bin/python" bench/kafka_peer.py "$brokers" "$topics")")
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 pos=$(median "${pos_times[@]}"); peer=$(median "${peer_times[@]}")

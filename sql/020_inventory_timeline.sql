@@ -7,9 +7,11 @@
 -- delivers at least once, SPEC 2.2) are equals in it: RANK gives them the
 -- position of the first, and only the first is kept.
 --
--- final_quantity = the last snapshot's count + the counted changes since it,
--- from running sums. The later windows order by stock_seq, which the first
--- produced, so one sort serves them all.
+-- final_quantity = the last snapshot's count + the counted changes since it.
+-- With changes_so_far the running sum of counted changes, that is
+-- changes_so_far + (count − changes_so_far) at the last snapshot: one
+-- running sum and one look back. The later windows order by stock_seq, which
+-- the first produced, so one sort serves them all.
 CREATE VIEW inventory_timeline AS
 WITH ranked AS (
     SELECT *,
@@ -38,19 +40,17 @@ counted AS (
 ),
 running AS (
     SELECT *,
-           SUM(counted_change) OVER stock_order AS changes_so_far,
-           LAST_VALUE(CASE WHEN event_order = 0 THEN quantity END) IGNORE NULLS
-               OVER stock_order AS last_snapshot_quantity
+           SUM(counted_change)
+               OVER (PARTITION BY store_id, item_id ORDER BY stock_seq ROWS UNBOUNDED PRECEDING)
+               AS changes_so_far
     FROM counted
-    WINDOW stock_order AS (PARTITION BY store_id, item_id ORDER BY stock_seq ROWS UNBOUNDED PRECEDING)
 ),
 anchored AS (
     SELECT *,
-           LAST_VALUE(CASE WHEN event_order = 0 THEN changes_so_far END) IGNORE NULLS
+           LAST_VALUE(CASE WHEN event_order = 0 THEN quantity - changes_so_far END) IGNORE NULLS
                OVER (PARTITION BY store_id, item_id ORDER BY stock_seq ROWS UNBOUNDED PRECEDING)
-               AS changes_at_last_snapshot
+               AS snapshot_anchor
     FROM running
 )
-SELECT *,
-       last_snapshot_quantity + changes_so_far - changes_at_last_snapshot AS final_quantity
+SELECT *, snapshot_anchor + changes_so_far AS final_quantity
 FROM anchored;

@@ -178,14 +178,17 @@ fn current_inventory_with_or_without_reading_enriched() {
     work.write(
         "rules/040_current_inventory.sql",
         "CREATE VIEW current_inventory AS
-         SELECT t.store_id, store_name, t.item_id, i.name AS item_name,
-                last_snapshot_quantity AS snapshot_quantity,
-                final_quantity - last_snapshot_quantity AS change_quantity,
-                final_quantity AS current_inventory, i.safety_stock_quantity,
-                final_quantity < i.safety_stock_quantity AS below_safety_stock, date_time
-         FROM inventory_timeline t
-         JOIN (SELECT store_id, item_id, max(stock_seq) AS last_seq FROM inventory_timeline GROUP BY store_id, item_id) l
-           ON l.store_id = t.store_id AND l.item_id = t.item_id AND l.last_seq = t.stock_seq
+         WITH last AS (
+             SELECT store_id, item_id, max(stock_seq) AS row_seq,
+                    max(CASE WHEN event_order = 0 THEN stock_seq END) AS snapshot_seq
+             FROM inventory_timeline GROUP BY store_id, item_id)
+         SELECT t.store_id, t.store_name, t.item_id, i.name AS item_name,
+                s.quantity AS snapshot_quantity, t.final_quantity - s.quantity AS change_quantity,
+                t.final_quantity AS current_inventory, i.safety_stock_quantity,
+                t.final_quantity < i.safety_stock_quantity AS below_safety_stock, t.date_time
+         FROM last l
+         JOIN inventory_timeline t ON t.store_id = l.store_id AND t.item_id = l.item_id AND t.stock_seq = l.row_seq
+         JOIN inventory_timeline s ON s.store_id = l.store_id AND s.item_id = l.item_id AND s.stock_seq = l.snapshot_seq
          JOIN item i ON i.item_id = t.item_id
          ORDER BY t.store_id, t.item_id;",
     );
