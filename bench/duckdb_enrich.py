@@ -49,47 +49,47 @@ def files(data: str, prefix: str) -> str:
     return "[" + ", ".join(f"'{p}'" for p in paths) + "]"
 
 
-# The rules, as sql/010..040 state them: distinct events, lookups joined,
-# running sums in the stock order, final_quantity from the last snapshot.
+# The rules as sql/*.sql state them, in DuckDB's dialect: records ranked in the
+# stock order (equals after the first are duplicates), the lookups joined, a
+# running sum of the counted changes and a look back to the last snapshot.
+# The timeline is materialised once, as a DuckDB user would for two outputs.
 RULES = """
 CREATE TEMP TABLE inventory_timeline AS
-WITH events AS (
-    SELECT item_id, employee_id, store_id, date_time, quantity, 0 AS event_order,
-           CAST(NULL AS VARCHAR) AS trans_id, CAST(NULL AS BIGINT) AS change_type_id
-    FROM (SELECT DISTINCT * FROM inventory_snapshot)
-    UNION ALL
-    SELECT item_id, CAST(NULL AS BIGINT), store_id, date_time, quantity, 1, trans_id, change_type_id
-    FROM (SELECT DISTINCT * FROM inventory_change)
+WITH ranked AS (
+    SELECT *, ROW_NUMBER() OVER w AS stock_seq, RANK() OVER w AS first_of_equals
+    FROM (SELECT item_id, employee_id, store_id, date_time, quantity, 0 AS event_order,
+                 CAST(NULL AS VARCHAR) AS trans_id, CAST(NULL AS BIGINT) AS change_type_id
+          FROM inventory_snapshot
+          UNION ALL
+          SELECT item_id, NULL, store_id, date_time, quantity, 1, trans_id, change_type_id
+          FROM inventory_change)
+    WINDOW w AS (PARTITION BY store_id, item_id
+                 ORDER BY date_time, event_order, trans_id, quantity, employee_id, change_type_id)
 ),
-joined AS (
+counted AS (
     SELECT e.*, s.name AS store_name, i.name AS item_name, i.supplier_id, i.safety_stock_quantity,
            t.change_type,
            CASE WHEN e.event_order = 0 THEN 0
                 WHEN t.change_type = 'bopis' AND s.name = 'online' THEN 0
                 ELSE e.quantity END AS counted_change
-    FROM events e
+    FROM ranked e
     LEFT JOIN store s ON s.store_id = e.store_id
     LEFT JOIN item i ON i.item_id = e.item_id
     LEFT JOIN inventory_change_type t ON t.change_type_id = e.change_type_id
+    WHERE e.stock_seq = e.first_of_equals
 ),
 running AS (
-    SELECT *,
-           ROW_NUMBER() OVER w AS stock_seq,
-           SUM(counted_change) OVER w AS changes_so_far,
-           COUNT(CASE WHEN event_order = 0 THEN 1 END) OVER w AS snapshots_so_far
-    FROM joined
-    WINDOW w AS (PARTITION BY store_id, item_id
-                 ORDER BY date_time, event_order, trans_id, quantity, employee_id, change_type_id
-                 ROWS UNBOUNDED PRECEDING)
+    SELECT *, SUM(counted_change) OVER (PARTITION BY store_id, item_id ORDER BY stock_seq
+                                        ROWS UNBOUNDED PRECEDING) AS changes_so_far
+    FROM counted
 ),
 anchored AS (
-    SELECT *,
-           LAST_VALUE(CASE WHEN event_order = 0 THEN quantity END IGNORE NULLS) OVER w AS last_snapshot_quantity,
-           LAST_VALUE(CASE WHEN event_order = 0 THEN changes_so_far END IGNORE NULLS) OVER w AS changes_at_last_snapshot
+    SELECT *, LAST_VALUE(CASE WHEN event_order = 0 THEN quantity - changes_so_far END IGNORE NULLS)
+                  OVER (PARTITION BY store_id, item_id ORDER BY stock_seq ROWS UNBOUNDED PRECEDING)
+                  AS snapshot_anchor
     FROM running
-    WINDOW w AS (PARTITION BY store_id, item_id ORDER BY stock_seq ROWS UNBOUNDED PRECEDING)
 )
-SELECT *, last_snapshot_quantity + changes_so_far - changes_at_last_snapshot AS final_quantity
+SELECT *, snapshot_anchor + changes_so_far AS final_quantity
 FROM anchored;
 
 CREATE VIEW enriched AS
@@ -97,7 +97,7 @@ SELECT item_id,
        CASE WHEN store_name = 'online' THEN NULL ELSE employee_id END AS employee_id,
        store_id, date_time, quantity,
        CASE WHEN event_order = 0 THEN 'snapshot_only'
-            WHEN snapshots_so_far = 0 THEN 'change_only'
+            WHEN snapshot_anchor IS NULL THEN 'change_only'
             ELSE 'snapshot_with_change' END AS source_type,
        store_name,
        CASE WHEN event_order = 0 THEN 'inventory report' ELSE change_type END AS action,
@@ -113,13 +113,13 @@ SELECT store_id, store_name, item_id, item_name, snapshot_quantity,
        safety_stock_quantity, current_inventory < safety_stock_quantity AS below_safety_stock, date_time
 FROM (
     SELECT store_id, store_name, item_id, item_name, safety_stock_quantity,
-           arg_max(last_snapshot_quantity, stock_seq) AS snapshot_quantity,
+           arg_max(quantity, stock_seq) FILTER (WHERE event_order = 0) AS snapshot_quantity,
            arg_max(final_quantity, stock_seq) AS current_inventory,
            max(date_time) AS date_time
     FROM inventory_timeline
     GROUP BY ALL
-    HAVING max(snapshots_so_far) > 0
 )
+WHERE snapshot_quantity IS NOT NULL
 ORDER BY store_id, item_id;
 """
 
