@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod enrichment;
 pub mod error;
 pub mod pipeline;
 pub mod progress;

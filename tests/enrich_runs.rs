@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::common::{ENRICHED_HEADER, Workdir, summary};
+use crate::common::{ENRICHED_HEADER, Workdir, manifest_dir, summary};
 
 const CHANGE_HEADER: &str = "trans_id,item_id,store_id,date_time,quantity,change_type_id\n";
 
@@ -206,7 +206,7 @@ fn current_inventory_with_or_without_reading_enriched() {
 }
 
 fn copy_sql_dir(work: &Workdir, name: &str) {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
+    let source = manifest_dir().join("sql");
     for entry in std::fs::read_dir(source).unwrap() {
         let path = entry.unwrap().path();
         work.write(&format!("{name}/{}", path.file_name().unwrap().to_string_lossy()), std::fs::read(&path).unwrap());
@@ -269,7 +269,7 @@ fn stdout_output_and_quiet_stderr() {
 #[test]
 fn end_to_end_on_the_sample_data() {
     let work = Workdir::new();
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let data = manifest_dir().join("data");
     let run = work.run(&[
         "enrich", "--data", data.to_str().unwrap(), "--out", "combined.csv",
         "--current-out", "current.parquet", "--summary-json", "summary.json",

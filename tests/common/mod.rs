@@ -7,6 +7,12 @@ pub mod broker;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The repository root, read when the test runs: the target directory is
+/// shared between clones, so a path compiled in can name another clone.
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
+}
+
 /// A temporary working directory, removed when the test ends.
 pub struct Workdir {
     dir: tempfile::TempDir,
