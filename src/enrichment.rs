@@ -22,7 +22,7 @@ use crate::progress::Progress;
 use crate::sinks::{self, Output, StagedFile};
 use crate::sources::streaming::ReadLog;
 use crate::sources::{self, Table, TableRead};
-use crate::summary::{OutputCounts, Summary, TableCounts, UnmatchedLookups};
+use crate::summary::{OutputCounts, Summary, UnmatchedLookups};
 
 /// What one run reads, runs and writes.
 #[derive(Debug)]
@@ -192,7 +192,10 @@ fn account_reads(reads: &[TableRead], summary: &mut Summary) -> Vec<Reject> {
     let mut rejects = Vec::new();
     for read in reads {
         let rejected = read.rejects.len() as u64;
-        summary.tables.insert(read.table, TableCounts { read: read.records, rejected });
+        // A table read from several files (one per store) is counted once, in total.
+        let counts = summary.tables.entry(read.table).or_default();
+        counts.read += read.records;
+        counts.rejected += rejected;
         summary.rejected += rejected;
         if read.table.is_event() {
             summary.events_read += read.records;

@@ -205,11 +205,20 @@ fn current_inventory_with_or_without_reading_enriched() {
     assert_eq!(work.read("builtin.csv"), builtin);
 }
 
+/// Copies the repository's sql/ tree to `name`, as a user starting to edit the rules would.
 fn copy_sql_dir(work: &Workdir, name: &str) {
-    let source = manifest_dir().join("sql");
+    copy_tree(work, &manifest_dir().join("sql"), name);
+}
+
+fn copy_tree(work: &Workdir, source: &Path, name: &str) {
     for entry in std::fs::read_dir(source).unwrap() {
         let path = entry.unwrap().path();
-        work.write(&format!("{name}/{}", path.file_name().unwrap().to_string_lossy()), std::fs::read(&path).unwrap());
+        let target = format!("{name}/{}", path.file_name().unwrap().to_string_lossy());
+        if path.is_dir() {
+            copy_tree(work, &path, &target);
+        } else {
+            work.write(&target, std::fs::read(&path).unwrap());
+        }
     }
 }
 
@@ -287,6 +296,14 @@ fn end_to_end_on_the_sample_data() {
         summary["events_read"].as_u64().unwrap(),
         rows + summary["duplicates"].as_u64().unwrap()
     );
+    // each table's count is the records of all its files (one per store)
+    let records = |files: &[&str]| -> u64 {
+        files.iter().map(|f| std::fs::read_to_string(data.join(f)).unwrap().lines().count() as u64 - 1).sum()
+    };
+    let changes = records(&["inventory_change_online.csv", "inventory_change_store_001.csv"]);
+    let snapshots = records(&["inventory_snapshot_online.csv", "inventory_snapshot_store_001.csv"]);
+    assert_eq!(summary["tables"]["inventory_change"]["read"], changes);
+    assert_eq!(summary["tables"]["inventory_snapshot"]["read"], snapshots);
     for source_type in ["snapshot_only", "change_only", "snapshot_with_change"] {
         assert!(combined.contains(source_type), "no {source_type} row");
     }
