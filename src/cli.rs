@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 types, inventory snapshots and inventory changes), runs the business rules in sql/*.sql with \
 Apache DataFusion, and writes one enriched table (and, if asked, the current stock per store and \
 item) as CSV or Parquet.",
-    after_help = "Examples:\n  pos-etl enrich --out combined.csv\n  pos-etl enrich --data exports/ --out combined.parquet --current-out current.csv\n  pos-etl generate --out-dir big/ --items 100000 --days 30"
+    after_help = "Examples:\n  pos-etl enrich --out combined.csv\n  pos-etl enrich --data exports/ --out combined.parquet --current-out current.csv\n  pos-etl report --out-dir report\n  pos-etl generate --out-dir big/ --items 100000 --days 30"
 )]
 pub struct Cli {
     /// What to do.
@@ -30,6 +30,9 @@ pub enum Command {
     /// Join the inventory events with their lookups and compute the stock after each event.
     #[command(after_help = ENRICH_EXAMPLES)]
     Enrich(EnrichArgs),
+    /// Write the analysts' tables, a sales forecast and one HTML page of charts.
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
     /// Send the snapshot and change exports to Kafka topics, in date_time order.
     #[command(after_help = PRODUCE_EXAMPLES)]
     Produce(ProduceArgs),
@@ -57,6 +60,22 @@ const ENRICH_EXAMPLES: &str = "Examples:
   pos-etl enrich --brokers kafka-1:9093 -X security.protocol=SASL_SSL \\
       -X sasl.mechanisms=PLAIN -X sasl.username=etl -X sasl.password=secret --out combined.csv";
 
+const REPORT_EXAMPLES: &str = "Examples:
+  # the sample data in ./data; open report/report.html in a browser
+  pos-etl report --out-dir report
+
+  # other exports, Parquet tables, two items followed hour by hour, a 4-week forecast
+  pos-etl report --data /srv/exports --out-dir /srv/report --format parquet \\
+      --items 1021,1187 --horizon 28 --top 30
+
+  # events from Kafka, as for enrich
+  pos-etl report --brokers kafka-1:9092 --out-dir report
+
+Writes top_items, sales_by_store, low_stock, item_hourly, forecast,
+forecast_accuracy, seasonality, item_clusters and cluster_profiles (.csv or
+.parquet), rejects.csv and report.html. Each file is replaced only when all
+of them are written.";
+
 const PRODUCE_EXAMPLES: &str = "Examples:
   # the sample data, one message per row, to a local broker
   pos-etl produce --brokers 127.0.0.1:9092
@@ -77,11 +96,6 @@ const GENERATE_EXAMPLES: &str = "Examples:
 /// Flags of `pos-etl enrich`.
 #[derive(Debug, Args)]
 pub struct EnrichArgs {
-    /// Directory with store.csv, item.csv, inventory_change_type.csv and the
-    /// inventory_snapshot_*.csv / inventory_change_*.csv exports.
-    #[arg(long, value_name = "DIR", default_value = "data", env = "POS_ETL_DATA")]
-    pub data: PathBuf,
-
     /// Where to write the enriched table (`-` for CSV on stdout).
     #[arg(long, value_name = "PATH")]
     pub out: PathBuf,
@@ -94,23 +108,69 @@ pub struct EnrichArgs {
     #[arg(long, value_enum)]
     pub format: Option<Format>,
 
-    /// Run the SQL rules in DIR (all *.sql, in file-name order) instead of the built-in ones.
-    #[arg(long, value_name = "DIR", env = "POS_ETL_SQL_DIR")]
-    pub sql_dir: Option<PathBuf>,
-
     /// Where to write rejected records [default: <out>.rejects.csv, or
     /// pos-etl.rejects.csv with --out -].
     #[arg(long, value_name = "PATH")]
     pub rejects: Option<PathBuf>,
 
-    /// Fail with exit code 2, leaving the previous output in place, when more
-    /// than N records are rejected.
-    #[arg(long, value_name = "N", value_parser = parse_count)]
-    pub max_rejects: Option<u64>,
+    /// Also write the run summary as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Inputs, rules and resources.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Flags of `pos-etl report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Directory to write the report's tables and report.html to (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+
+    /// Format of the tables.
+    #[arg(long, value_enum, default_value_t = Format::Csv)]
+    pub format: Format,
+
+    /// Items to follow hour by hour in item_hourly [default: the five best sellers].
+    #[arg(long, value_name = "ID,...", value_delimiter = ',')]
+    pub items: Vec<i64>,
+
+    /// Days to forecast (and to hold out when scoring the forecast).
+    #[arg(long, value_name = "DAYS", default_value = "14", value_parser = parse_positive)]
+    pub horizon: u64,
+
+    /// Items in top_items and the forecast; (store, item) pairs in low_stock.
+    #[arg(long, value_name = "N", default_value = "20", value_parser = parse_positive)]
+    pub top: u64,
 
     /// Also write the run summary as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<PathBuf>,
+
+    /// Inputs, rules and resources.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Where the events come from, the rules, and what a run may use; shared by
+/// `enrich` and `report`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Directory with store.csv, item.csv, inventory_change_type.csv and the
+    /// inventory_snapshot_*.csv / inventory_change_*.csv exports.
+    #[arg(long, value_name = "DIR", default_value = "data", env = "POS_ETL_DATA")]
+    pub data: PathBuf,
+
+    /// Run the SQL rules in DIR (all *.sql, in file-name order) instead of the built-in ones.
+    #[arg(long, value_name = "DIR", env = "POS_ETL_SQL_DIR")]
+    pub sql_dir: Option<PathBuf>,
+
+    /// Fail with exit code 2, leaving the previous output in place, when more
+    /// than N records are rejected.
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub max_rejects: Option<u64>,
 
     /// How long to wait for another run writing the same output before giving up.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration,

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
-use crate::cli::{EnrichArgs, Format, KafkaArgs, MessageForm, ProduceArgs, ProgressMode};
-use crate::pipeline::Resources;
+use crate::cli::{EnrichArgs, Format, KafkaArgs, MessageForm, ProduceArgs, ProgressMode, ReportArgs, RunArgs};
+use crate::error::PipelineError;
+use crate::pipeline::{Resources, Rules};
+use crate::report::ReportSettings;
 use crate::sinks::{Destination, Output};
 use crate::sources::Table;
 
@@ -131,31 +133,86 @@ pub enum RuleSource {
     Dir(PathBuf),
 }
 
-/// The checked settings of `pos-etl enrich`.
+impl RuleSource {
+    /// The enrich rules this names.
+    pub fn load(&self) -> Result<Rules, PipelineError> {
+        match self {
+            RuleSource::Builtin => Ok(Rules::builtin()),
+            RuleSource::Dir(dir) => Rules::from_dir(dir),
+        }
+    }
+
+    /// The report rules: `report/` of a user's directory, as in the
+    /// repository's `sql/report/`, or the built-in ones when it has none.
+    pub fn load_report(&self) -> Result<Rules, PipelineError> {
+        match self {
+            RuleSource::Dir(dir) if dir.join("report").is_dir() => Rules::from_dir(&dir.join("report")),
+            _ => Ok(Rules::builtin_report()),
+        }
+    }
+}
+
+/// The checked settings every run of the pipeline has: inputs, rules,
+/// limits and resources.
 #[derive(Debug, Clone)]
-pub struct EnrichConfig {
+pub struct RunConfig {
     /// The directory of CSV exports (lookups always come from here).
     pub data_dir: PathBuf,
     /// Where the events come from.
     pub events: EventSource,
-    /// The enriched output.
-    pub enriched: Output,
-    /// The current_inventory output, if asked for.
-    pub current_inventory: Option<Output>,
     /// The SQL rules.
     pub rules: RuleSource,
-    /// Where rejected records go.
-    pub rejects: PathBuf,
     /// Fail when more records than this are rejected.
     pub max_rejects: Option<u64>,
-    /// Where to write the JSON summary.
-    pub summary_json: Option<PathBuf>,
     /// How long to wait for another run's lock.
     pub lock_timeout: Duration,
     /// Progress bar mode.
     pub progress: ProgressMode,
     /// Threads and memory the rules may use.
     pub resources: Resources,
+}
+
+impl TryFrom<RunArgs> for RunConfig {
+    type Error = ConfigError;
+
+    fn try_from(args: RunArgs) -> Result<Self, ConfigError> {
+        let events = match KafkaSettings::from_args(args.kafka)? {
+            None => EventSource::Csv,
+            Some(settings) => {
+                let snapshots = args.snapshot_topics.into_iter().map(|t| (Table::InventorySnapshot, t));
+                let changes = args.change_topics.into_iter().map(|t| (Table::InventoryChange, t));
+                let topics = snapshots.chain(changes).filter(|(_, t)| !t.is_empty()).collect();
+                EventSource::Kafka { settings, topics }
+            }
+        };
+        Ok(RunConfig {
+            data_dir: args.data,
+            events,
+            rules: args.sql_dir.map_or(RuleSource::Builtin, RuleSource::Dir),
+            max_rejects: args.max_rejects,
+            lock_timeout: args.lock_timeout,
+            progress: args.progress,
+            resources: Resources {
+                threads: args.threads.map_or_else(default_threads, |n| n as usize),
+                memory_limit: usize::try_from(args.memory_limit).unwrap_or(usize::MAX),
+            },
+        })
+    }
+}
+
+/// The checked settings of `pos-etl enrich`.
+#[derive(Debug, Clone)]
+pub struct EnrichConfig {
+    /// Inputs, rules, limits and resources.
+    pub run: RunConfig,
+    /// The enriched output.
+    pub enriched: Output,
+    /// The current_inventory output, if asked for.
+    pub current_inventory: Option<Output>,
+    /// Where rejected records go.
+    pub rejects: PathBuf,
+    /// Where to write the JSON summary.
+    pub summary_json: Option<PathBuf>,
 }
 
 impl TryFrom<EnrichArgs> for EnrichConfig {
@@ -173,30 +230,45 @@ impl TryFrom<EnrichArgs> for EnrichConfig {
             Destination::Stdout => PathBuf::from("pos-etl.rejects.csv"),
             Destination::File(path) => with_suffix(path, ".rejects.csv"),
         });
-        let events = match KafkaSettings::from_args(args.kafka)? {
-            None => EventSource::Csv,
-            Some(settings) => {
-                let snapshots = args.snapshot_topics.into_iter().map(|t| (Table::InventorySnapshot, t));
-                let changes = args.change_topics.into_iter().map(|t| (Table::InventoryChange, t));
-                let topics = snapshots.chain(changes).filter(|(_, t)| !t.is_empty()).collect();
-                EventSource::Kafka { settings, topics }
-            }
-        };
         Ok(EnrichConfig {
-            data_dir: args.data,
-            events,
+            run: RunConfig::try_from(args.run)?,
             enriched,
             current_inventory,
-            rules: args.sql_dir.map_or(RuleSource::Builtin, RuleSource::Dir),
             rejects,
-            max_rejects: args.max_rejects,
             summary_json: args.summary_json,
-            lock_timeout: args.lock_timeout,
-            progress: args.progress,
-            resources: Resources {
-                threads: args.threads.map_or_else(default_threads, |n| n as usize),
-                memory_limit: usize::try_from(args.memory_limit).unwrap_or(usize::MAX),
+        })
+    }
+}
+
+/// The checked settings of `pos-etl report`.
+#[derive(Debug, Clone)]
+pub struct ReportConfig {
+    /// Inputs, rules, limits and resources.
+    pub run: RunConfig,
+    /// Where the tables and the page go.
+    pub out_dir: PathBuf,
+    /// The tables' format.
+    pub format: Format,
+    /// What the report is asked for.
+    pub settings: ReportSettings,
+    /// Where to write the JSON summary.
+    pub summary_json: Option<PathBuf>,
+}
+
+impl TryFrom<ReportArgs> for ReportConfig {
+    type Error = ConfigError;
+
+    fn try_from(args: ReportArgs) -> Result<Self, ConfigError> {
+        Ok(ReportConfig {
+            run: RunConfig::try_from(args.run)?,
+            out_dir: args.out_dir,
+            format: args.format,
+            settings: ReportSettings {
+                top: args.top,
+                horizon: usize::try_from(args.horizon).unwrap_or(usize::MAX),
+                items: args.items,
             },
+            summary_json: args.summary_json,
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod enrichment;
 pub mod error;
 pub mod pipeline;
 pub mod progress;
+pub mod report;
 pub mod simulation;
 pub mod sinks;
 pub mod sources;

@@ -39,7 +39,7 @@ pub struct OutputCounts {
     pub rows: u64,
 }
 
-/// The account of one `enrich` run.
+/// The account of one `enrich` or `report` run.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Summary {
     /// Per input table.
@@ -58,8 +58,22 @@ pub struct Summary {
     pub outputs: Vec<OutputCounts>,
     /// Where the rejects went, if any record was rejected.
     pub rejects_file: Option<String>,
+    /// How the report's forecasts did in their back-test (report only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<ForecastSummary>,
     /// Wall-clock time of the run.
     pub elapsed_seconds: f64,
+}
+
+/// The back-test of the report's forecasts, over the series that have one.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForecastSummary {
+    /// Series forecast.
+    pub series: usize,
+    /// Mean MASE of the model over the held-out days.
+    pub mean_mase: f64,
+    /// Mean MASE of the seasonal-naive forecast over the same days.
+    pub seasonal_naive_mean_mase: f64,
 }
 
 impl Summary {
@@ -84,6 +98,12 @@ impl Summary {
             "{rejects}, {} duplicates removed, unmatched lookups: store {}, item {}, change_type {}",
             self.duplicates, u.store, u.item, u.change_type
         ));
+        if let Some(f) = &self.forecast {
+            lines.push(format!(
+                "forecast back-test over {} series: mean MASE {:.3}, seasonal naive {:.3}",
+                f.series, f.mean_mase, f.seasonal_naive_mean_mase
+            ));
+        }
         lines.push(format!("done in {:.2} s", self.elapsed_seconds));
         lines
     }

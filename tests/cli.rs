@@ -6,3 +6,4 @@ mod enrich_rules;
 mod enrich_runs;
 mod generate;
 mod kafka;
+mod report;

@@ -6,9 +6,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::config::{EnrichConfig, RuleSource};
+use crate::config::EnrichConfig;
 use crate::enrichment::{self, Job};
-use crate::pipeline::Rules;
 use crate::progress::Progress;
 use crate::sinks::Destination;
 use crate::sinks::lock::OutputLock;
@@ -17,21 +16,18 @@ use crate::summary::Summary;
 /// Runs `enrich` and returns its summary (already printed on stderr).
 pub async fn run(config: &EnrichConfig) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    let progress = Progress::new(config.progress);
-    let rules = match &config.rules {
-        RuleSource::Builtin => Rules::builtin(),
-        RuleSource::Dir(dir) => Rules::from_dir(dir)?,
-    };
+    let progress = Progress::new(config.run.progress);
+    let rules = config.run.rules.load()?;
     let _locks = lock_outputs(config)?;
     let job = Job {
-        data_dir: &config.data_dir,
-        events: &config.events,
+        data_dir: &config.run.data_dir,
+        events: &config.run.events,
         rules: &rules,
-        resources: config.resources,
+        resources: config.run.resources,
         enriched: &config.enriched,
         current_inventory: config.current_inventory.as_ref(),
         rejects: &config.rejects,
-        max_rejects: config.max_rejects,
+        max_rejects: config.run.max_rejects,
     };
     let mut summary = enrichment::run(&job, &progress).await?;
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
@@ -57,6 +53,6 @@ fn lock_outputs(config: &EnrichConfig) -> anyhow::Result<Vec<OutputLock>> {
     paths.dedup();
     Ok(paths
         .into_iter()
-        .map(|path| OutputLock::acquire(path, config.lock_timeout))
+        .map(|path| OutputLock::acquire(path, config.run.lock_timeout))
         .collect::<Result<_, _>>()?)
 }

@@ -3,3 +3,4 @@
 pub mod enrich;
 pub mod generate;
 pub mod produce;
+pub mod report;

@@ -117,22 +117,43 @@ pub async fn enrich(
 ) -> Result<Outputs, PipelineError> {
     register_tables(ctx, tables)?;
     let mut enriched = None;
-    for file in &rules.files {
-        let sql_error = |source| PipelineError::Sql { file: file.name.clone(), source };
-        for statement in DFParser::parse_sql(&file.sql).map_err(sql_error)? {
-            let plan = ctx.state().statement_to_plan(statement).await.map_err(sql_error)?;
-            ctx.execute_logical_plan(plan).await.map_err(sql_error)?.collect().await.map_err(sql_error)?;
-            if enriched.is_none() && ctx.table_exist(ENRICHED).map_err(sql_error)? {
-                enriched = Some(feed_enriched(ctx).await.map_err(sql_error)?);
-            }
+    execute_files(ctx, rules, async || {
+        if enriched.is_none() && ctx.table_exist(ENRICHED)? {
+            enriched = Some(feed_enriched(ctx).await?);
         }
-    }
+        Ok(())
+    })
+    .await?;
     let (enriched, feed) = enriched.ok_or(PipelineError::MissingView { view: ENRICHED })?;
     let current_inventory = ctx
         .table(CURRENT_INVENTORY)
         .await
         .map_err(|_| PipelineError::MissingView { view: CURRENT_INVENTORY })?;
     Ok(Outputs { enriched, current_inventory, feed })
+}
+
+/// Runs every statement of `rules` in `ctx`, in order: rules that read
+/// tables already registered, such as the report's over `enriched`.
+pub async fn run_rules(ctx: &SessionContext, rules: &Rules) -> Result<(), PipelineError> {
+    execute_files(ctx, rules, async || Ok(())).await
+}
+
+/// Runs every statement of every rule file in order, and `after_each` after
+/// each statement; an error names the file.
+async fn execute_files(
+    ctx: &SessionContext,
+    rules: &Rules,
+    mut after_each: impl AsyncFnMut() -> datafusion::error::Result<()>,
+) -> Result<(), PipelineError> {
+    for file in &rules.files {
+        let sql_error = |source| PipelineError::Sql { file: file.name.clone(), source };
+        for statement in DFParser::parse_sql(&file.sql).map_err(sql_error)? {
+            let plan = ctx.state().statement_to_plan(statement).await.map_err(sql_error)?;
+            ctx.execute_logical_plan(plan).await.map_err(sql_error)?.collect().await.map_err(sql_error)?;
+            after_each().await.map_err(sql_error)?;
+        }
+    }
+    Ok(())
 }
 
 /// Takes the `enriched` view just defined and gives its name to a feed of

@@ -21,6 +21,19 @@ const BUILTIN: &[(&str, &str)] = &[
     ("040_current_inventory.sql", include_str!("../../sql/040_current_inventory.sql")),
 ];
 
+/// The built-in report rules: the files of `sql/report/` at build time.
+const REPORT_BUILTIN: &[(&str, &str)] = &[
+    ("010_period.sql", include_str!("../../sql/report/010_period.sql")),
+    ("020_top_items.sql", include_str!("../../sql/report/020_top_items.sql")),
+    ("030_sales_by_store.sql", include_str!("../../sql/report/030_sales_by_store.sql")),
+    ("040_watched.sql", include_str!("../../sql/report/040_watched.sql")),
+    ("050_low_stock.sql", include_str!("../../sql/report/050_low_stock.sql")),
+    ("060_item_hourly.sql", include_str!("../../sql/report/060_item_hourly.sql")),
+    ("070_seasonality.sql", include_str!("../../sql/report/070_seasonality.sql")),
+    ("080_forecast_series.sql", include_str!("../../sql/report/080_forecast_series.sql")),
+    ("090_item_profiles.sql", include_str!("../../sql/report/090_item_profiles.sql")),
+];
+
 /// The rule files a run executes, in order.
 #[derive(Debug, Clone)]
 pub struct Rules {
@@ -29,11 +42,20 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// The rules compiled into the binary.
+    /// The enrich rules compiled into the binary.
     pub fn builtin() -> Self {
-        let files = BUILTIN
+        Self::compiled("sql", BUILTIN)
+    }
+
+    /// The report rules compiled into the binary.
+    pub fn builtin_report() -> Self {
+        Self::compiled("sql/report", REPORT_BUILTIN)
+    }
+
+    fn compiled(dir: &str, files: &[(&str, &str)]) -> Self {
+        let files = files
             .iter()
-            .map(|(name, sql)| RuleFile { name: format!("sql/{name}"), sql: sql.to_string() })
+            .map(|(name, sql)| RuleFile { name: format!("{dir}/{name}"), sql: sql.to_string() })
             .collect();
         Rules { files }
     }
@@ -72,11 +94,17 @@ mod tests {
         std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR").into()
     }
 
-    /// A file added to sql/ but not to BUILTIN would silently not run.
+    /// A file added to sql/ (or sql/report/) but not to the built-in list
+    /// would silently not run.
     #[test]
     fn builtin_rules_are_the_files_of_sql_dir() {
-        let dir = manifest_dir().join("sql");
-        let on_disk = Rules::from_dir(&dir).expect("sql/ is readable");
+        for (builtin, dir) in [(Rules::builtin(), "sql"), (Rules::builtin_report(), "sql/report")] {
+            assert_same_files(&builtin, &manifest_dir().join(dir));
+        }
+    }
+
+    fn assert_same_files(builtin: &Rules, dir: &Path) {
+        let on_disk = Rules::from_dir(dir).expect("the SQL directory is readable");
         let names = |rules: &Rules| -> Vec<String> {
             rules
                 .files
@@ -84,8 +112,8 @@ mod tests {
                 .map(|f| Path::new(&f.name).file_name().unwrap().to_string_lossy().into_owned())
                 .collect()
         };
-        assert_eq!(names(&Rules::builtin()), names(&on_disk));
-        for (builtin, disk) in Rules::builtin().files.iter().zip(&on_disk.files) {
+        assert_eq!(names(builtin), names(&on_disk));
+        for (builtin, disk) in builtin.files.iter().zip(&on_disk.files) {
             assert_eq!(builtin.sql, disk.sql, "{}", builtin.name);
         }
     }
