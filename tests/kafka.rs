@@ -110,3 +110,17 @@ fn an_unreachable_broker_fails_and_keeps_the_previous_output() {
     );
     assert_eq!(work.read("kafka.csv"), "previous\n");
 }
+
+/// `report` reads Kafka through the same pipeline: the same tables as from CSV.
+#[test]
+fn report_from_kafka_equals_the_report_from_csv() {
+    let (work, _) = dataset();
+    work.run(&["report", "--out-dir", "from-csv"]).expect_code(0);
+    let broker = Broker::start();
+    produce(&work, &broker, &["--form", "row"]);
+    work.run(&["report", "--brokers", &broker.address, "--out-dir", "from-kafka"]).expect_code(0);
+    for table in ["top_items", "sales_by_store", "low_stock", "item_hourly", "seasonality", "forecast"] {
+        let file = format!("{table}.csv");
+        assert_eq!(work.read(&format!("from-kafka/{file}")), work.read(&format!("from-csv/{file}")), "{table}");
+    }
+}

@@ -114,6 +114,11 @@ fn report_tables_match_the_hand_computed_fixture() {
     assert_eq!(pairs.into_iter().collect::<Vec<_>>(), ["10,0", "10,1", "10,2", "20,1", "30,1", "40,1"]);
     // 08:00 on the 1st to 18:00 on the 3rd is 59 hours
     assert_eq!(hourly.len(), 6 * 59);
+    // doohickey has no snapshot: its sales count, its stock is unknown
+    let doohickey: Vec<_> = hourly.iter().filter(|r| r["item_id"] == "40").collect();
+    assert!(doohickey.iter().all(|r| r["final_quantity"].is_empty()));
+    let sold: Vec<_> = doohickey.iter().filter(|r| r["units_sold"] != "0").map(|r| (r["hour"].as_str(), r["units_sold"].as_str())).collect();
+    assert_eq!(sold, [("2021-01-01 13:00:00", "4")]);
 
     // each weekday of the fixture occurs once; store_001 sold 19 units over
     // 72 observed hours, 5 of them on Friday at 10

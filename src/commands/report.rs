@@ -40,10 +40,8 @@ pub async fn run(config: &ReportConfig) -> anyhow::Result<Summary> {
         .prefix(".pos-etl-report-")
         .tempdir_in(out_dir)
         .with_context(|| format!("cannot create a scratch directory in {}", out_dir.display()))?;
-    let scratch_output = |name: &str| Output {
-        destination: Destination::File(scratch.path().join(format!("{name}.parquet"))),
-        format: Format::Parquet,
-    };
+    let scratch_file = |view: &str| scratch.path().join(format!("{view}.parquet"));
+    let scratch_output = |view: &str| Output { destination: Destination::File(scratch_file(view)), format: Format::Parquet };
     let (enriched, current_inventory) = (scratch_output(ENRICHED), scratch_output(CURRENT_INVENTORY));
     let rejects = out_dir.join("rejects.csv");
     let job = Job {
@@ -60,10 +58,8 @@ pub async fn run(config: &ReportConfig) -> anyhow::Result<Summary> {
 
     let spinner = progress.count("report", "tables");
     let ctx = pipeline::new_session(config.run.resources)?;
-    for output in [&enriched, &current_inventory] {
-        let Destination::File(path) = &output.destination else { unreachable!("scratch outputs are files") };
-        let name = path.file_stem().and_then(|s| s.to_str()).expect("named by us");
-        register_parquet(&ctx, name, path).await?;
+    for view in [ENRICHED, CURRENT_INVENTORY] {
+        register_parquet(&ctx, view, &scratch_file(view)).await?;
     }
     let report = report::build(&ctx, &report_rules, &config.settings).await.context("computing the report")?;
     summary.outputs = write_report(&report, out_dir, config.format, config.run.resources.threads).await?;

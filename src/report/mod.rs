@@ -86,8 +86,6 @@ impl ReportTable {
 pub struct Report {
     /// The tables, in the order they are written and shown.
     pub tables: Vec<ReportTable>,
-    /// The settings it was made with.
-    pub settings: ReportSettings,
     /// Mean MASE of the forecasts' back-tests, and of seasonal naive.
     pub mean_mase: Option<(f64, f64)>,
     /// The silhouette score of the clustering, when items could be clustered.
@@ -120,7 +118,7 @@ pub async fn build(ctx: &SessionContext, rules: &Rules, settings: &ReportSetting
     let (items, centroids) = cluster_tables(&profiles, clustering.as_ref());
     tables.push(items);
     tables.push(centroids);
-    Ok(Report { tables, settings: settings.clone(), mean_mase, silhouette: clustering.map(|c| c.silhouette) })
+    Ok(Report { tables, mean_mase, silhouette: clustering.map(|c| c.silhouette) })
 }
 
 /// Provides `report_settings` (one row) and `report_items` to the SQL files.
