@@ -263,4 +263,12 @@ fn the_page_renders_in_a_real_browser_with_every_mark() {
     assert!(taken.status.success(), "{}", String::from_utf8_lossy(&taken.stderr));
     let png = std::fs::read(&shot).expect("a screenshot");
     assert!(png.starts_with(b"\x89PNG") && png.len() > 50_000, "a real picture, {} bytes", png.len());
+
+    // and it prints (A4, by the page's @page rule)
+    let pdf = work.path().join("report.pdf");
+    let print = format!("--print-to-pdf={}", pdf.display());
+    let printed = headless(&browser, &[&print, "--no-pdf-header-footer"], &page, &profile);
+    assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
+    let pdf = std::fs::read(&pdf).expect("a PDF");
+    assert!(pdf.starts_with(b"%PDF") && pdf.len() > 50_000, "a real document, {} bytes", pdf.len());
 }
