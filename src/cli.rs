@@ -163,7 +163,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR", default_value = "data", env = "POS_ETL_DATA")]
     pub data: PathBuf,
 
-    /// Run the SQL rules in DIR (all *.sql, in file-name order) instead of the built-in ones.
+    /// Run the SQL rules in DIR (all *.sql, in file-name order) instead of the
+    /// built-in ones; report also runs DIR/report/*.sql if there is one.
     #[arg(long, value_name = "DIR", env = "POS_ETL_SQL_DIR")]
     pub sql_dir: Option<PathBuf>,
 
