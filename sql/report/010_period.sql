@@ -13,9 +13,14 @@ SELECT CAST(min(date_time) AS DATE) AS first_day,
        date_trunc('hour', max(date_time)) AS last_hour
 FROM enriched;
 
+-- day_of_week: 1 = Monday … 7 = Sunday, here and in sales_lines.
 CREATE VIEW report_days AS
-SELECT CAST(unnest(generate_series(first_day, last_day, INTERVAL '1 day')) AS DATE) AS day
-FROM report_period;
+SELECT day,
+       CAST(CASE date_part('dow', day) WHEN 0 THEN 7 ELSE date_part('dow', day) END AS BIGINT) AS day_of_week
+FROM (
+    SELECT CAST(unnest(generate_series(first_day, last_day, INTERVAL '1 day')) AS DATE) AS day
+    FROM report_period
+);
 
 CREATE VIEW report_hours AS
 SELECT unnest(generate_series(first_hour, last_hour, INTERVAL '1 hour')) AS hour
@@ -24,12 +29,26 @@ FROM report_period;
 CREATE TABLE report_stores AS
 SELECT DISTINCT store_id, store_name FROM enriched;
 
--- Units sold (the sales column: sale and BOPIS) per item, across stores.
+-- Every line that sold units (the sales column: sale and BOPIS), with the
+-- calendar fields the report groups by.
+CREATE VIEW sales_lines AS
+SELECT store_id,
+       item_id,
+       item_name,
+       trans_id,
+       sales,
+       CAST(date_time AS DATE) AS day,
+       CAST(CASE date_part('dow', date_time) WHEN 0 THEN 7 ELSE date_part('dow', date_time) END AS BIGINT)
+           AS day_of_week,
+       CAST(date_part('hour', date_time) AS BIGINT) AS hour_of_day
+FROM enriched
+WHERE sales IS NOT NULL;
+
+-- Units sold per item, across stores.
 CREATE TABLE item_sales AS
 SELECT item_id,
        item_name,
        sum(sales) AS units_sold,
        count(DISTINCT trans_id) AS transactions
-FROM enriched
-WHERE sales IS NOT NULL
+FROM sales_lines
 GROUP BY item_id, item_name;

@@ -10,11 +10,10 @@ FROM report_stores s
 CROSS JOIN report_days d
 LEFT JOIN (
     SELECT store_id,
-           CAST(date_time AS DATE) AS day,
+           day,
            sum(sales) AS units_sold,
            count(DISTINCT trans_id) AS transactions
-    FROM enriched
-    WHERE sales IS NOT NULL
-    GROUP BY store_id, CAST(date_time AS DATE)
+    FROM sales_lines
+    GROUP BY store_id, day
 ) u ON u.store_id = s.store_id AND u.day = d.day
 ORDER BY s.store_id, d.day;

@@ -9,21 +9,14 @@ WITH cells AS (
     CROSS JOIN (SELECT unnest(range(0, 24)) AS hour_of_day) h
 ),
 sold AS (
-    SELECT store_id,
-           CAST(CASE date_part('dow', date_time) WHEN 0 THEN 7 ELSE date_part('dow', date_time) END AS BIGINT)
-               AS day_of_week,
-           CAST(date_part('hour', date_time) AS BIGINT) AS hour_of_day,
-           sum(sales) AS units_sold
-    FROM enriched
-    WHERE sales IS NOT NULL
-    GROUP BY 1, 2, 3
+    SELECT store_id, day_of_week, hour_of_day, sum(sales) AS units_sold
+    FROM sales_lines
+    GROUP BY store_id, day_of_week, hour_of_day
 ),
 weekdays AS (
-    SELECT CAST(CASE date_part('dow', day) WHEN 0 THEN 7 ELSE date_part('dow', day) END AS BIGINT)
-               AS day_of_week,
-           count(*) AS occurrences
+    SELECT day_of_week, count(*) AS occurrences
     FROM report_days
-    GROUP BY 1
+    GROUP BY day_of_week
 ),
 rated AS (
     SELECT c.store_id, c.store_name, c.day_of_week, c.hour_of_day,

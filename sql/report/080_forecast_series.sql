@@ -9,10 +9,10 @@ WITH top AS (
     WHERE ranked.place <= s.top
 ),
 item_days AS (
-    SELECT item_id, CAST(date_time AS DATE) AS day, sum(sales) AS units_sold
-    FROM enriched
-    WHERE sales IS NOT NULL AND item_id IN (SELECT item_id FROM top)
-    GROUP BY item_id, CAST(date_time AS DATE)
+    SELECT item_id, day, sum(sales) AS units_sold
+    FROM sales_lines
+    WHERE item_id IN (SELECT item_id FROM top)
+    GROUP BY item_id, day
 )
 SELECT 'item' AS series_kind,
        t.item_id AS series_id,
