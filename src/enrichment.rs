@@ -15,9 +15,9 @@ use datafusion::catalog::TableProvider;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use indicatif::ProgressBar;
 
-use crate::config::EventSource;
+use crate::config::{EventSource, RunConfig};
 use crate::error::{Reject, TooManyRejects};
-use crate::pipeline::{self, Resources, Rules};
+use crate::pipeline::{self, Rules};
 use crate::progress::Progress;
 use crate::sinks::{self, Output, StagedFile};
 use crate::sources::streaming::ReadLog;
@@ -27,35 +27,29 @@ use crate::summary::{OutputCounts, Summary, UnmatchedLookups};
 /// What one run reads, runs and writes.
 #[derive(Debug)]
 pub struct Job<'a> {
-    /// The directory of CSV exports (lookups always come from here).
-    pub data_dir: &'a Path,
-    /// Where the events come from.
-    pub events: &'a EventSource,
-    /// The SQL rules.
+    /// The inputs, reject limit and resources.
+    pub run: &'a RunConfig,
+    /// The SQL rules, as loaded from `run.rules`.
     pub rules: &'a Rules,
-    /// Threads and memory.
-    pub resources: Resources,
     /// Where `enriched` goes.
     pub enriched: &'a Output,
     /// Where `current_inventory` goes, if anywhere.
     pub current_inventory: Option<&'a Output>,
     /// Where rejected records go.
     pub rejects: &'a Path,
-    /// Fail when more records than this are rejected.
-    pub max_rejects: Option<u64>,
 }
 
 /// Runs `job`. When it returns `Ok`, every output and the rejects file are in
 /// place; the summary (not yet printed) has everything but the elapsed time.
 pub async fn run(job: &Job<'_>, progress: &Progress) -> anyhow::Result<Summary> {
-    let ctx = pipeline::new_session(job.resources)?;
+    let ctx = pipeline::new_session(job.run.resources)?;
     let inputs = open_inputs(job, progress).await?;
     let outputs = pipeline::enrich(&ctx, inputs.tables, job.rules).await.context("running the SQL rules")?;
     let (enriched, current_inventory) = outputs
         .execute(job.current_inventory.is_some())
         .await
         .context("planning the output views")?;
-    let threads = job.resources.threads;
+    let threads = job.run.resources.threads;
     let mut unmatched = UnmatchedLookups::default();
     let write_enriched = write_output(job.enriched, enriched, pipeline::ENRICHED, threads, progress, |batch| {
         count_unmatched(batch, &mut unmatched)
@@ -81,7 +75,7 @@ pub async fn run(job: &Job<'_>, progress: &Progress) -> anyhow::Result<Summary> 
     let rejects_file = StagedFile::new(job.rejects)?;
     rejects_file.put(sinks::rejects::encode(&rejects)).await?;
     summary.rejects_file = Some(job.rejects.display().to_string());
-    if let Some(limit) = job.max_rejects.filter(|&limit| summary.rejected > limit) {
+    if let Some(limit) = job.run.max_rejects.filter(|&limit| summary.rejected > limit) {
         // The outputs are dropped unwritten; only the rejects are kept, for diagnosis.
         rejects_file.commit().await?;
         return Err(TooManyRejects {
@@ -135,12 +129,12 @@ struct Inputs {
 /// be read while the rules run. Every file's header is checked here, so a
 /// missing column fails the run before it starts.
 async fn open_inputs(job: &Job<'_>, progress: &Progress) -> anyhow::Result<Inputs> {
-    let partitions = job.resources.threads;
+    let partitions = job.run.resources.threads;
     let lookups = [Table::Store, Table::Item, Table::InventoryChangeType];
     let events = [Table::InventorySnapshot, Table::InventoryChange];
-    let lookup_files = sources::csv::discover(job.data_dir, &lookups)?;
-    let event_files = match job.events {
-        EventSource::Csv => sources::csv::discover(job.data_dir, &events)?,
+    let lookup_files = sources::csv::discover(&job.run.data_dir, &lookups)?;
+    let event_files = match &job.run.events {
+        EventSource::Csv => sources::csv::discover(&job.run.data_dir, &events)?,
         EventSource::Kafka { .. } => Vec::new(),
     };
     for files in &event_files {
@@ -162,7 +156,7 @@ async fn open_inputs(job: &Job<'_>, progress: &Progress) -> anyhow::Result<Input
     };
 
     let mut reads = sources::csv::read_all(&lookup_files, on_bytes.clone()).await?;
-    if let EventSource::Kafka { settings, topics } = job.events {
+    if let EventSource::Kafka { settings, topics } = &job.run.events {
         let bar = progress.count("consume", "messages");
         let consumed = sources::kafka::read_topics(settings, topics, {
             let bar = bar.clone();

@@ -4,8 +4,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
-
 use crate::config::EnrichConfig;
 use crate::enrichment::{self, Job};
 use crate::progress::Progress;
@@ -20,23 +18,14 @@ pub async fn run(config: &EnrichConfig) -> anyhow::Result<Summary> {
     let rules = config.run.rules.load()?;
     let _locks = lock_outputs(config)?;
     let job = Job {
-        data_dir: &config.run.data_dir,
-        events: &config.run.events,
+        run: &config.run,
         rules: &rules,
-        resources: config.run.resources,
         enriched: &config.enriched,
         current_inventory: config.current_inventory.as_ref(),
         rejects: &config.rejects,
-        max_rejects: config.run.max_rejects,
     };
     let mut summary = enrichment::run(&job, &progress).await?;
-    summary.elapsed_seconds = started.elapsed().as_secs_f64();
-    for line in summary.to_lines() {
-        progress.println(&format!("pos-etl: {line}"));
-    }
-    if let Some(path) = &config.summary_json {
-        summary.write_json(path).with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    super::finish(&mut summary, started, &progress, config.summary_json.as_deref())?;
     Ok(summary)
 }
 

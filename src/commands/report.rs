@@ -45,14 +45,11 @@ pub async fn run(config: &ReportConfig) -> anyhow::Result<Summary> {
     let (enriched, current_inventory) = (scratch_output(ENRICHED), scratch_output(CURRENT_INVENTORY));
     let rejects = out_dir.join("rejects.csv");
     let job = Job {
-        data_dir: &config.run.data_dir,
-        events: &config.run.events,
+        run: &config.run,
         rules: &enrich_rules,
-        resources: config.run.resources,
         enriched: &enriched,
         current_inventory: Some(&current_inventory),
         rejects: &rejects,
-        max_rejects: config.run.max_rejects,
     };
     let mut summary = enrichment::run(&job, &progress).await?;
 
@@ -70,14 +67,8 @@ pub async fn run(config: &ReportConfig) -> anyhow::Result<Summary> {
         mean_mase: mase,
         seasonal_naive_mean_mase: naive,
     });
-    summary.elapsed_seconds = started.elapsed().as_secs_f64();
-    for line in summary.to_lines() {
-        progress.println(&format!("pos-etl: {line}"));
-    }
+    super::finish(&mut summary, started, &progress, config.summary_json.as_deref())?;
     progress.println(&format!("pos-etl: open {}", out_dir.join(PAGE).display()));
-    if let Some(path) = &config.summary_json {
-        summary.write_json(path).with_context(|| format!("cannot write {}", path.display()))?;
-    }
     Ok(summary)
 }
 
