@@ -233,6 +233,7 @@ fn seasonality(table: &ReportTable) -> String {
     let max = index.iter().flatten().copied().fold(0.0, f64::max).max(1e-9);
     let mut figures = String::new();
     let mut start = 0;
+    let mut store_number = 0;
     while start < table.rows() {
         let end = (start..table.rows()).find(|&i| stores[i] != stores[start]).unwrap_or(table.rows());
         let mut svg = format!(r#"<svg viewBox="0 0 {} {}" role="img" aria-label="units by weekday and hour">"#, left + 24.0 * cell_w, top + 7.0 * cell_h);
@@ -259,8 +260,9 @@ fn seasonality(table: &ReportTable) -> String {
         }
         svg += "</svg>";
         let name = stores[start].clone().unwrap_or_default();
-        figures += &figure(&format!("chart-seasonality-{}", figures.matches("<figure").count()), Some(&name), &svg);
+        figures += &figure(&format!("chart-seasonality-{store_number}"), Some(&name), &svg);
         start = end;
+        store_number += 1;
     }
     let note = "<p class=\"note\">Index: units sold in the hour, per occurrence of its weekday, over the store's average hour (darker is busier).</p>\n";
     section("seasonality", "When each store sells", &(note.to_string() + &figures))
