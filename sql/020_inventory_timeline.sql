@@ -4,19 +4,19 @@
 -- change_type_id. stock_seq numbers the events in that order.
 --
 -- Every column of a record is in that order, so records sent twice (Kafka
--- delivers at least once, SPEC 2.2) are equals in it: RANK gives them the
--- position of the first, and only the first is kept.
+-- delivers at least once, SPEC 2.2) are neighbours in it, and
+-- repeats_previous(every ordered column) marks all but the first.
 --
--- final_quantity = the last snapshot's count + the counted changes since it.
--- With changes_so_far the running sum of counted changes, that is
--- changes_so_far + (count − changes_so_far) at the last snapshot: one
--- running sum and one look back. The later windows order by stock_seq, which
--- the first produced, so one sort serves them all.
+-- final_quantity = the last snapshot's count + the counted changes since it,
+-- which is what stock_level(change, count) computes along the stock order;
+-- NULL before the first snapshot. It orders by stock_seq, which the first
+-- window produced, so one sort serves both.
 CREATE VIEW inventory_timeline AS
-WITH ranked AS (
+WITH ordered AS (
     SELECT *,
            ROW_NUMBER() OVER stock_order AS stock_seq,
-           RANK() OVER stock_order AS first_of_equals
+           repeats_previous(date_time, event_order, trans_id, quantity, employee_id, change_type_id)
+               OVER stock_order AS sent_again
     FROM events
     WINDOW stock_order AS (
         PARTITION BY store_id, item_id
@@ -33,24 +33,12 @@ counted AS (
                WHEN t.change_type = 'bopis' AND s.name = 'online' THEN 0
                ELSE e.quantity
            END AS counted_change
-    FROM ranked e
+    FROM ordered e
     LEFT JOIN store s ON s.store_id = e.store_id
     LEFT JOIN inventory_change_type t ON t.change_type_id = e.change_type_id
-    WHERE e.stock_seq = e.first_of_equals
-),
-running AS (
-    SELECT *,
-           SUM(counted_change)
-               OVER (PARTITION BY store_id, item_id ORDER BY stock_seq ROWS UNBOUNDED PRECEDING)
-               AS changes_so_far
-    FROM counted
-),
-anchored AS (
-    SELECT *,
-           LAST_VALUE(CASE WHEN event_order = 0 THEN quantity - changes_so_far END) IGNORE NULLS
-               OVER (PARTITION BY store_id, item_id ORDER BY stock_seq ROWS UNBOUNDED PRECEDING)
-               AS snapshot_anchor
-    FROM running
+    WHERE NOT e.sent_again
 )
-SELECT *, snapshot_anchor + changes_so_far AS final_quantity
-FROM anchored;
+SELECT *,
+       stock_level(counted_change, CASE WHEN event_order = 0 THEN quantity END)
+           OVER (PARTITION BY store_id, item_id ORDER BY stock_seq) AS final_quantity
+FROM counted;

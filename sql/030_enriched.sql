@@ -9,7 +9,7 @@ SELECT e.item_id,
        e.quantity,
        CASE
            WHEN e.event_order = 0 THEN 'snapshot_only'
-           WHEN e.snapshot_anchor IS NULL THEN 'change_only'
+           WHEN e.final_quantity IS NULL THEN 'change_only'
            ELSE 'snapshot_with_change'
        END AS source_type,
        e.store_name,

@@ -3,6 +3,7 @@
 //! (CSV, Kafka) feeds it and every sink (CSV, Parquet, stdout) drains it; it
 //! does no I/O of its own beyond reading a `--sql-dir`.
 
+mod functions;
 pub mod rules;
 mod shared;
 
@@ -89,7 +90,11 @@ pub fn new_session(resources: Resources) -> Result<SessionContext, PipelineError
         .with_memory_pool(Arc::new(FairSpillPool::new(resources.memory_limit)))
         .build_arc()
         .map_err(|source| PipelineError::Start { source })?;
-    Ok(SessionContext::new_with_config_rt(config, runtime))
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    for function in functions::window_functions() {
+        ctx.register_udwf(function);
+    }
+    Ok(ctx)
 }
 
 /// `batches` of `table` as an in-memory table of `partitions` partitions.
