@@ -12,9 +12,15 @@ use futures::StreamExt;
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use tokio::io::AsyncWrite;
 
 use crate::error::SinkError;
+
+/// Rows per row group, as DuckDB writes them. The writer holds a row group's
+/// pages in memory until it is complete; at the crate's default of a million
+/// rows, zeroing the fresh pages of those buffers took 14% of a run's CPU.
+const ROW_GROUP_ROWS: usize = 122_880;
 
 /// Writes every batch of `stream` to `out` as one Parquet file; returns the rows written.
 pub async fn write<W: AsyncWrite + Unpin + Send>(
@@ -27,7 +33,13 @@ pub async fn write<W: AsyncWrite + Unpin + Send>(
         path: name.to_string(),
         source: source.into(),
     };
-    let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        // trans_id is a GUID, nearly one per row: a dictionary of it costs
+        // time and saves no space.
+        .set_column_dictionary_enabled(ColumnPath::from("trans_id"), false)
+        .build();
     let schema = in_milliseconds(&stream.schema());
     let mut writer = AsyncArrowWriter::try_new(out, schema.clone(), Some(properties)).map_err(write_error)?;
     let mut rows = 0;
