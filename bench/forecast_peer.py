@@ -30,8 +30,8 @@ def main() -> None:
     accuracy = pd.read_csv(f"{report}/forecast_accuracy.csv")
     accuracy["unique_id"] = accuracy["series_kind"] + " " + accuracy["series_id"].astype(str)
 
-    train = history.groupby("unique_id", group_keys=False).apply(lambda s: s.iloc[:-horizon])
-    test = history.groupby("unique_id", group_keys=False).apply(lambda s: s.iloc[-horizon:])
+    rows_to_end = history.groupby("unique_id").cumcount(ascending=False)
+    train, test = history[rows_to_end >= horizon], history[rows_to_end < horizon]
     frame = train.rename(columns={"day": "ds", "units_sold": "y"})[["unique_id", "ds", "y"]]
     frame["y"] = frame["y"].astype(float)
     model = StatsForecast(models=[AutoETS(season_length=WEEK)], freq="D", n_jobs=1)
