@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, downcast_primitive_array};
-use arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
+use arrow::datatypes::{ArrowNativeTypeOp, DataType, Field, FieldRef, Int64Type};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{
     LimitEffect, PartitionEvaluator, Signature, Volatility, WindowUDF, WindowUDFImpl,
@@ -92,6 +92,7 @@ impl WindowUDFImpl for RowWiseFunction {
     }
 }
 
+/// Evaluates `repeats_previous` on one window partition.
 #[derive(Debug)]
 struct RepeatsPreviousEvaluator;
 
@@ -135,6 +136,8 @@ fn all_equal_at(columns: &[ArrayRef], a: usize, b: usize) -> Result<bool> {
     Ok(true)
 }
 
+/// Whether rows `a` and `b` of `column` hold the same value, as the sort
+/// orders them: NULL the same as NULL, floats by their total order.
 fn equal_at(column: &dyn Array, a: usize, b: usize) -> Result<bool> {
     match (column.is_valid(a), column.is_valid(b)) {
         (false, false) => return Ok(true),
@@ -142,7 +145,7 @@ fn equal_at(column: &dyn Array, a: usize, b: usize) -> Result<bool> {
         _ => return Ok(false),
     }
     let equal = downcast_primitive_array!(
-        column => column.value(a) == column.value(b),
+        column => column.value(a).is_eq(column.value(b)),
         DataType::Utf8 => column.as_string::<i32>().value(a) == column.as_string::<i32>().value(b),
         DataType::LargeUtf8 => column.as_string::<i64>().value(a) == column.as_string::<i64>().value(b),
         DataType::Utf8View => column.as_string_view().value(a) == column.as_string_view().value(b),
@@ -151,6 +154,7 @@ fn equal_at(column: &dyn Array, a: usize, b: usize) -> Result<bool> {
     Ok(equal)
 }
 
+/// Evaluates `stock_level` on one window partition.
 #[derive(Debug)]
 struct StockLevelEvaluator {
     /// The level after the rows evaluated so far.
