@@ -170,7 +170,8 @@ impl StockLevelEvaluator {
         };
         self.level = match value_at(&values[1]) {
             Some(count) => Some(count),
-            None => self.level.map(|level| level + value_at(&values[0]).unwrap_or(0)),
+            // wrapping, as DataFusion's SUM of Int64 does
+            None => self.level.map(|level| level.wrapping_add(value_at(&values[0]).unwrap_or(0))),
         };
         self.level
     }
