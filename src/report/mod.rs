@@ -209,12 +209,37 @@ fn forecasts(series_table: &ReportTable, horizon: usize) -> (ReportTable, Report
     (rows.finish(), accuracy.finish(), mean_mase)
 }
 
-/// The columns of `forecast`, filled row by row.
+/// The columns naming a series, which `forecast` and `forecast_accuracy` begin with.
 #[derive(Default)]
-struct ForecastRows {
+struct SeriesColumns {
     kind: Vec<String>,
     id: Vec<Option<i64>>,
     name: Vec<Option<String>>,
+}
+
+impl SeriesColumns {
+    fn push(&mut self, series: &Series) {
+        self.kind.push(series.kind.clone());
+        self.id.push(series.id);
+        self.name.push(series.name.clone());
+    }
+
+    /// Table `name`: the series columns, then `rest`.
+    fn finish<'a>(self, name: &'static str, rest: impl IntoIterator<Item = (&'a str, ArrayRef)>) -> ReportTable {
+        let series: [(&'a str, ArrayRef); 3] = [
+            ("series_kind", Arc::new(StringArray::from(self.kind))),
+            ("series_id", Arc::new(Int64Array::from(self.id))),
+            ("series_name", Arc::new(StringArray::from(self.name))),
+        ];
+        let batch = RecordBatch::try_from_iter(series.into_iter().chain(rest)).expect("columns of equal length");
+        ReportTable { name, batch }
+    }
+}
+
+/// The columns of `forecast`, filled row by row.
+#[derive(Default)]
+struct ForecastRows {
+    series: SeriesColumns,
     day: Vec<i32>,
     units_sold: Vec<Option<i64>>,
     model: Vec<Option<String>>,
@@ -224,9 +249,7 @@ struct ForecastRows {
 
 impl ForecastRows {
     fn push(&mut self, series: &Series, day: i32, units: Option<i64>, predicted: Option<(&forecast::SeriesForecast, usize)>) {
-        self.kind.push(series.kind.clone());
-        self.id.push(series.id);
-        self.name.push(series.name.clone());
+        self.series.push(series);
         self.day.push(day);
         self.units_sold.push(units);
         self.model.push(predicted.map(|(f, _)| f.model.clone()));
@@ -240,11 +263,8 @@ impl ForecastRows {
 
     fn finish(self) -> ReportTable {
         let [lower_80, upper_80, lower_95, upper_95] = self.bounds.map(|b| Arc::new(Float64Array::from(b)) as ArrayRef);
-        let batch = RecordBatch::try_from_iter([
-            ("series_kind", Arc::new(StringArray::from(self.kind)) as ArrayRef),
-            ("series_id", Arc::new(Int64Array::from(self.id))),
-            ("series_name", Arc::new(StringArray::from(self.name))),
-            ("day", Arc::new(Date32Array::from(self.day))),
+        self.series.finish("forecast", [
+            ("day", Arc::new(Date32Array::from(self.day)) as ArrayRef),
             ("units_sold", Arc::new(Int64Array::from(self.units_sold))),
             ("forecast", Arc::new(Float64Array::from(self.point))),
             ("lower_80", lower_80),
@@ -253,17 +273,13 @@ impl ForecastRows {
             ("upper_95", upper_95),
             ("model", Arc::new(StringArray::from(self.model))),
         ])
-        .expect("columns of equal length");
-        ReportTable { name: "forecast", batch }
     }
 }
 
 /// The columns of `forecast_accuracy`, filled row by row.
 #[derive(Default)]
 struct AccuracyRows {
-    kind: Vec<String>,
-    id: Vec<Option<i64>>,
-    name: Vec<Option<String>>,
+    series: SeriesColumns,
     model: Vec<String>,
     note: Vec<Option<String>>,
     train_days: Vec<Option<u64>>,
@@ -275,9 +291,7 @@ impl AccuracyRows {
     /// The back-test's model and scores; with no back-test, the model of
     /// the forecast, and why there are no scores.
     fn push(&mut self, series: &Series, backtest: Option<&forecast::Accuracy>, prediction: &forecast::SeriesForecast) {
-        self.kind.push(series.kind.clone());
-        self.id.push(series.id);
-        self.name.push(series.name.clone());
+        self.series.push(series);
         match backtest {
             Some(b) => {
                 self.model.push(b.model.model.clone());
@@ -300,11 +314,8 @@ impl AccuracyRows {
 
     fn finish(self) -> ReportTable {
         let [mase, smape, naive_mase, naive_smape] = self.scores.map(|s| Arc::new(Float64Array::from(s)) as ArrayRef);
-        let batch = RecordBatch::try_from_iter([
-            ("series_kind", Arc::new(StringArray::from(self.kind)) as ArrayRef),
-            ("series_id", Arc::new(Int64Array::from(self.id))),
-            ("series_name", Arc::new(StringArray::from(self.name))),
-            ("model", Arc::new(StringArray::from(self.model))),
+        self.series.finish("forecast_accuracy", [
+            ("model", Arc::new(StringArray::from(self.model)) as ArrayRef),
             ("note", Arc::new(StringArray::from(self.note))),
             ("train_days", Arc::new(UInt64Array::from(self.train_days))),
             ("holdout_days", Arc::new(UInt64Array::from(self.holdout_days))),
@@ -313,8 +324,6 @@ impl AccuracyRows {
             ("seasonal_naive_mase", naive_mase),
             ("seasonal_naive_smape", naive_smape),
         ])
-        .expect("columns of equal length");
-        ReportTable { name: "forecast_accuracy", batch }
     }
 }
 
