@@ -10,14 +10,10 @@ items=${1:-33000}
 days=${2:-10}
 runs=${3:-3}
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pos-etl/target}"
-cargo build --release --locked -q
-pos_etl="$CARGO_TARGET_DIR/release/pos-etl"
+source bench/setup.sh
+python_env bench/.venv bench/requirements.txt
 tansu="${TANSU:-$HOME/.cache/pos-etl/tools/bin/tansu}"
 [ -x "$tansu" ] || cargo install tansu --version 0.6.0 --features dynostore --locked --root "$HOME/.cache/pos-etl/tools"
-venv=bench/.venv
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r bench/requirements.txt
 
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -9,12 +9,8 @@ items=${1:-100000}
 days=${2:-90}
 horizon=${3:-14}
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pos-etl/target}"
-cargo build --release --locked -q
-pos_etl="$CARGO_TARGET_DIR/release/pos-etl"
-venv=bench/.venv-forecast
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r bench/requirements-forecast.txt
+source bench/setup.sh
+python_env bench/.venv-forecast bench/requirements-forecast.txt
 
 work=${WORK:-/tmp/pos-etl-bench}/report-$items-$days
 if [ ! -d "$work/data" ]; then

@@ -5,9 +5,6 @@
 # harness, e.g. bench/run.sh --scales 1M --runs 1 for a quick look.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pos-etl/target}"
-cargo build --release --locked
-venv=bench/.venv
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r bench/requirements.txt
-exec "$venv/bin/python" bench/harness.py --pos-etl "$CARGO_TARGET_DIR/release/pos-etl" "$@"
+source bench/setup.sh
+python_env bench/.venv bench/requirements.txt
+exec "$venv/bin/python" bench/harness.py --pos-etl "$pos_etl" "$@"

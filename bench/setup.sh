@@ -1,0 +1,12 @@
+# Sourced by the bench scripts, from the repository root: builds pos-etl in
+# release mode and sets `pos_etl` to it; `python_env DIR REQUIREMENTS` makes
+# a virtualenv with the pinned peers and sets `venv` to it.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pos-etl/target}"
+cargo build --release --locked -q
+pos_etl="$CARGO_TARGET_DIR/release/pos-etl"
+
+python_env() {
+    venv=$1
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$2"
+}
