@@ -5,7 +5,8 @@
 --
 -- Every column of a record is in that order, so records sent twice (Kafka
 -- delivers at least once, SPEC 2.2) are neighbours in it, and
--- repeats_previous(every ordered column) marks all but the first.
+-- repeats_previous(every ordered column) marks all but the first;
+-- is_duplicate counts the ones dropped for the run's summary.
 --
 -- final_quantity = the last snapshot's count + the counted changes since it,
 -- which is what stock_level(change, count) computes along the stock order;
@@ -36,7 +37,7 @@ counted AS (
     FROM ordered e
     LEFT JOIN store s ON s.store_id = e.store_id
     LEFT JOIN inventory_change_type t ON t.change_type_id = e.change_type_id
-    WHERE NOT e.sent_again
+    WHERE NOT is_duplicate(e.sent_again)
 )
 SELECT *,
        stock_level(counted_change, CASE WHEN event_order = 0 THEN quantity END)

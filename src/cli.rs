@@ -189,9 +189,11 @@ pub struct RunArgs {
 
     /// Memory the sorts may hold before they spill to disk.
     #[arg(long, value_name = "SIZE", default_value = "2GiB", env = "POS_ETL_MEMORY_LIMIT", value_parser = parse_size,
-          long_help = "Memory the sorts and other operators of the rules may hold before they spill \
-to files in the temporary directory ($TMPDIR). The process as a whole uses about 1 GiB more, for \
-reading, the windows and writing. Accepts 512MiB, 2GiB, 1.5G, or plain bytes.")]
+          long_help = "Memory the sorts and aggregates of the rules share before they spill to files in \
+the temporary directory ($TMPDIR), at least 8 MiB per thread. The merges of what they spilled, the \
+windows and the lookup tables come on top (tens of MiB per thread), and so does reading and writing: \
+at the default, a run of 10 million rows peaks at about 0.8 GiB. A run that needs more than the limit \
+gives it fails naming the flags to change. Accepts 512MiB, 2GiB, 1.5G, or plain bytes.")]
     pub memory_limit: u64,
 
     /// Kafka connection: with --brokers, events come from topics instead of CSV files.
@@ -352,6 +354,14 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         _ => return Err(format!("'{text}' has an unknown unit (use KiB, MiB, GiB or TiB)")),
     };
     Ok((value * 1024f64.powi(power)) as u64)
+}
+
+/// `bytes` in the largest binary unit it is a whole number of (`8MiB`), as
+/// [`parse_size`] reads it back.
+pub fn format_size(bytes: usize) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let power = (0..units.len()).rev().find(|&power| bytes > 0 && bytes % (1 << (10 * power)) == 0).unwrap_or(0);
+    format!("{}{}", bytes >> (10 * power), units[power])
 }
 
 /// Parses `key=value`, as kcat's `-X`.

@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
-use crate::cli::{EnrichArgs, Format, KafkaArgs, MessageForm, ProduceArgs, ProgressMode, ReportArgs, RunArgs};
+use crate::cli::{
+    EnrichArgs, Format, KafkaArgs, MessageForm, ProduceArgs, ProgressMode, ReportArgs, RunArgs, format_size,
+};
 use crate::error::PipelineError;
-use crate::pipeline::{Resources, Rules};
+use crate::pipeline::{MIN_MEMORY_PER_THREAD, Resources, Rules};
 use crate::report::ReportSettings;
 use crate::sinks::{Destination, Output};
 use crate::sources::Table;
@@ -32,6 +34,26 @@ pub enum ConfigError {
         path: PathBuf,
         /// What is wrong.
         detail: String,
+    },
+    /// Two outputs of one run name the same file.
+    #[error("{first} and {second} both name {path}: give each output a file of its own")]
+    SameFile {
+        /// The first flag.
+        first: &'static str,
+        /// The second flag.
+        second: &'static str,
+        /// The file, as the second flag names it.
+        path: PathBuf,
+    },
+    /// The memory limit leaves a thread too little to work in.
+    #[error("--memory-limit {limit} is too little for --threads {threads}: give each thread at least {per_thread} MiB (or use fewer threads)")]
+    TooLittleMemory {
+        /// The limit, as given.
+        limit: String,
+        /// The threads.
+        threads: usize,
+        /// MiB each thread needs.
+        per_thread: usize,
     },
     /// A command that talks to Kafka was given no brokers.
     #[error("no Kafka brokers: give --brokers HOST:PORT (or bootstrap.servers in the [kafka] table of --config)")]
@@ -185,6 +207,17 @@ impl TryFrom<RunArgs> for RunConfig {
                 EventSource::Kafka { settings, topics }
             }
         };
+        let resources = Resources {
+            threads: args.threads.map_or_else(default_threads, |n| n as usize),
+            memory_limit: usize::try_from(args.memory_limit).unwrap_or(usize::MAX),
+        };
+        if resources.memory_limit / resources.threads < MIN_MEMORY_PER_THREAD {
+            return Err(ConfigError::TooLittleMemory {
+                limit: format_size(args.memory_limit as usize),
+                threads: resources.threads,
+                per_thread: MIN_MEMORY_PER_THREAD >> 20,
+            });
+        }
         Ok(RunConfig {
             data_dir: args.data,
             events,
@@ -192,10 +225,7 @@ impl TryFrom<RunArgs> for RunConfig {
             max_rejects: args.max_rejects,
             lock_timeout: args.lock_timeout,
             progress: args.progress,
-            resources: Resources {
-                threads: args.threads.map_or_else(default_threads, |n| n as usize),
-                memory_limit: usize::try_from(args.memory_limit).unwrap_or(usize::MAX),
-            },
+            resources,
         })
     }
 }
@@ -230,6 +260,16 @@ impl TryFrom<EnrichArgs> for EnrichConfig {
             Destination::Stdout => PathBuf::from("pos-etl.rejects.csv"),
             Destination::File(path) => with_suffix(path, ".rejects.csv"),
         });
+        let file = |output: &Output| match &output.destination {
+            Destination::File(path) => Some(path.clone()),
+            Destination::Stdout => None,
+        };
+        refuse_shared_files(&[
+            ("--out", file(&enriched)),
+            ("--current-out", current_inventory.as_ref().and_then(file)),
+            ("--rejects", Some(rejects.clone())),
+            ("--summary-json", args.summary_json.clone()),
+        ])?;
         Ok(EnrichConfig {
             run: RunConfig::try_from(args.run)?,
             enriched,
@@ -313,6 +353,35 @@ impl TryFrom<ProduceArgs> for ProduceConfig {
             replication: i32::try_from(args.replication).unwrap_or(i32::MAX),
             progress: args.progress,
         })
+    }
+}
+
+/// Fails if two of the named outputs are one file: each would overwrite the other.
+fn refuse_shared_files(outputs: &[(&'static str, Option<PathBuf>)]) -> Result<(), ConfigError> {
+    let named: Vec<(&'static str, &PathBuf, PathBuf)> = outputs
+        .iter()
+        .filter_map(|(flag, path)| path.as_ref().map(|path| (*flag, path, file_identity(path))))
+        .collect();
+    for (index, (second, path, identity)) in named.iter().enumerate() {
+        if let Some((first, _, _)) = named[..index].iter().find(|(_, _, other)| other == identity) {
+            return Err(ConfigError::SameFile { first, second, path: path.to_path_buf() });
+        }
+    }
+    Ok(())
+}
+
+/// What two paths naming one file have in common: the path with symbolic
+/// links, `.` and `..` resolved as far as it exists.
+fn file_identity(path: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+            file_identity(parent).join(name)
+        }
+        _ => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
     }
 }
 

@@ -1,11 +1,9 @@
 //! One run of the enrich pipeline, for every command that needs the
 //! enriched tables (enrich writes them; report analyses them): open the
-//! inputs, run the rules, write the outputs staged, account for every record
-//! read, and commit the outputs only when the run is within its reject limit.
-//! Every output is staged and renamed into place only when all of them are
-//! written, so a failed run changes nothing.
+//! inputs, run the rules, write the outputs staged in the run's commit, and
+//! account for every record read. The caller commits, so that a failure
+//! anywhere in the run changes nothing.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -16,10 +14,10 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use indicatif::ProgressBar;
 
 use crate::config::{EventSource, RunConfig};
-use crate::error::{Reject, TooManyRejects};
-use crate::pipeline::{self, Rules};
+use crate::error::Reject;
+use crate::pipeline::{self, Resources, Rules};
 use crate::progress::Progress;
-use crate::sinks::{self, Output, StagedFile};
+use crate::sinks::{Commit, Output, OutputWriter, Written};
 use crate::sources::streaming::ReadLog;
 use crate::sources::{self, Table, TableRead};
 use crate::summary::{OutputCounts, Summary, UnmatchedLookups};
@@ -35,82 +33,68 @@ pub struct Job<'a> {
     pub enriched: &'a Output,
     /// Where `current_inventory` goes, if anywhere.
     pub current_inventory: Option<&'a Output>,
-    /// Where rejected records go.
-    pub rejects: &'a Path,
 }
 
-/// Runs `job`. When it returns `Ok`, every output and the rejects file are in
-/// place; the summary (not yet printed) has everything but the elapsed time.
-pub async fn run(job: &Job<'_>, progress: &Progress) -> anyhow::Result<Summary> {
+/// What a run computed, for the caller to commit.
+#[derive(Debug)]
+pub struct Enriched {
+    /// The account of the run (all but the elapsed time and the rejects file).
+    pub summary: Summary,
+    /// Every record rejected, in input order.
+    pub rejects: Vec<Reject>,
+}
+
+/// Runs `job`, staging its outputs in `commit` (which the caller commits
+/// with whatever else the run writes).
+pub async fn run(job: &Job<'_>, progress: &Progress, commit: &mut Commit) -> anyhow::Result<Enriched> {
     let ctx = pipeline::new_session(job.run.resources)?;
+    // Opened before anything is computed, so that an output that cannot be
+    // written fails the run at once.
+    let enriched_writer = job.enriched.open(commit)?;
+    let current_writer = job.current_inventory.map(|output| output.open(commit)).transpose()?;
     let inputs = open_inputs(job, progress).await?;
     let outputs = pipeline::enrich(&ctx, inputs.tables, job.rules).await.context("running the SQL rules")?;
+    let duplicates = outputs.duplicates();
     let (enriched, current_inventory) = outputs
         .execute(job.current_inventory.is_some())
         .await
         .context("planning the output views")?;
-    let threads = job.run.resources.threads;
     let mut unmatched = UnmatchedLookups::default();
-    let write_enriched = write_output(job.enriched, enriched, pipeline::ENRICHED, threads, progress, |batch| {
-        count_unmatched(batch, &mut unmatched)
-    });
+    let resources = job.run.resources;
+    let write_enriched =
+        write_output(job.enriched, enriched_writer, enriched, pipeline::ENRICHED, resources, progress, |batch| {
+            count_unmatched(batch, &mut unmatched)
+        });
     // Both at once: current_inventory is fed enriched's rows as they are written.
     let write_current = async {
-        match (job.current_inventory, current_inventory) {
-            (Some(output), Some(stream)) => {
-                write_output(output, stream, pipeline::CURRENT_INVENTORY, threads, progress, |_| {})
+        match (job.current_inventory, current_writer, current_inventory) {
+            (Some(output), Some(writer), Some(stream)) => {
+                write_output(output, writer, stream, pipeline::CURRENT_INVENTORY, resources, progress, |_| {})
                     .await
                     .map(Some)
             }
             _ => Ok(None),
         }
     };
-    let ((rows, enriched_file), current) = futures::future::try_join(write_enriched, write_current).await?;
+    let (enriched, current) = futures::future::try_join(write_enriched, write_current).await?;
     inputs.read_bar.finish();
 
     let mut summary = Summary::default();
     let mut reads = inputs.reads;
     reads.extend(inputs.log.reads());
     let rejects = account_reads(&reads, &mut summary);
-    let rejects_file = StagedFile::new(job.rejects)?;
-    rejects_file.put(sinks::rejects::encode(&rejects)).await?;
-    summary.rejects_file = Some(job.rejects.display().to_string());
-    if let Some(limit) = job.run.max_rejects.filter(|&limit| summary.rejected > limit) {
-        // The outputs are dropped unwritten; only the rejects are kept, for diagnosis.
-        rejects_file.commit().await?;
-        return Err(TooManyRejects {
-            rejected: summary.rejected,
-            limit,
-            rejects: job.rejects.display().to_string(),
-        }
-        .into());
-    }
-    summary.rows_written = rows;
-    summary.unmatched_lookups = unmatched;
-    summary.outputs.push(OutputCounts {
-        table: pipeline::ENRICHED.to_string(),
-        path: job.enriched.destination.to_string(),
-        rows,
-    });
-    let mut staged: Vec<StagedFile> = vec![rejects_file];
-    staged.extend(enriched_file);
-    if let (Some(output), Some((rows, file))) = (job.current_inventory, current) {
-        staged.extend(file);
-        summary.outputs.push(OutputCounts {
-            table: pipeline::CURRENT_INVENTORY.to_string(),
-            path: output.destination.to_string(),
-            rows,
-        });
-    }
-    for file in staged {
-        file.commit().await?;
-    }
-
-    summary.duplicates = summary
+    summary.rows_written = enriched.rows;
+    summary.rows_unread = enriched.unread;
+    summary.duplicates = duplicates.load(std::sync::atomic::Ordering::Relaxed);
+    summary.left_out_by_rules = summary
         .events_read
-        .saturating_sub(summary.rows_written)
-        .saturating_sub(event_rejects(&summary));
-    Ok(summary)
+        .saturating_sub(event_rejects(&summary) + summary.duplicates + enriched.rows + enriched.unread);
+    summary.unmatched_lookups = unmatched;
+    summary.outputs.push(OutputCounts::new(pipeline::ENRICHED, &job.enriched.destination, enriched));
+    if let (Some(output), Some(written)) = (job.current_inventory, current) {
+        summary.outputs.push(OutputCounts::new(pipeline::CURRENT_INVENTORY, &output.destination, written));
+    }
+    Ok(Enriched { summary, rejects })
 }
 
 /// The input tables of a run, and what reading them yields besides rows.
@@ -205,18 +189,21 @@ fn event_rejects(summary: &Summary) -> u64 {
 
 async fn write_output(
     output: &Output,
+    writer: OutputWriter,
     stream: SendableRecordBatchStream,
     view: &str,
-    threads: usize,
+    resources: Resources,
     progress: &Progress,
     mut on_batch: impl FnMut(&RecordBatch),
-) -> anyhow::Result<(u64, Option<StagedFile>)> {
+) -> anyhow::Result<Written> {
     let bar = progress.count(view, "rows");
-    let written = sinks::write(output, stream, threads, |batch| {
-        bar.inc(batch.num_rows() as u64);
-        on_batch(batch);
-    })
-    .await?;
+    let written = output
+        .write(writer, stream, resources.threads, |batch| {
+            bar.inc(batch.num_rows() as u64);
+            on_batch(batch);
+        })
+        .await
+        .map_err(|error| resources.explain(&output.destination.to_string(), error.into()))?;
     bar.finish();
     Ok(written)
 }

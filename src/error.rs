@@ -305,7 +305,11 @@ pub enum SinkError {
 
 /// More records were rejected than `--max-rejects` allows.
 #[derive(Debug, thiserror::Error)]
-#[error("{rejected} records rejected, more than --max-rejects {limit} (see {rejects}); the previous output is unchanged")]
+#[error("{rejected} records rejected, more than --max-rejects {limit} (see {rejects}); {}", if *on_stdout {
+    "the enriched rows had already gone to stdout, the other outputs are unchanged"
+} else {
+    "the previous outputs are unchanged"
+})]
 pub struct TooManyRejects {
     /// Records rejected.
     pub rejected: u64,
@@ -313,6 +317,8 @@ pub struct TooManyRejects {
     pub limit: u64,
     /// Where the rejects were written.
     pub rejects: String,
+    /// Whether the enriched rows went to stdout (and so could not be held back).
+    pub on_stdout: bool,
 }
 
 /// The exit code for a failed run: 2 for bad usage or bad input over the

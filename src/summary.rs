@@ -2,10 +2,10 @@
 //! deduplicated, printed on stderr and optionally written as JSON.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::Serialize;
 
+use crate::sinks::Written;
 use crate::sources::Table;
 
 /// Counts for one input table.
@@ -37,6 +37,15 @@ pub struct OutputCounts {
     pub path: String,
     /// Rows written.
     pub rows: u64,
+    /// Rows computed but not written: the reader of stdout went away.
+    pub unread: u64,
+}
+
+impl OutputCounts {
+    /// The counts of `table`, written to `destination`.
+    pub fn new(table: &str, destination: &impl std::fmt::Display, written: Written) -> Self {
+        OutputCounts { table: table.to_string(), path: destination.to_string(), rows: written.rows, unread: written.unread }
+    }
 }
 
 /// The account of one `enrich` or `report` run.
@@ -48,10 +57,16 @@ pub struct Summary {
     pub events_read: u64,
     /// Rows written to the enriched output.
     pub rows_written: u64,
+    /// Rows of the enriched output computed but not written, because the
+    /// reader of stdout went away.
+    pub rows_unread: u64,
     /// Records rejected, all tables.
     pub rejected: u64,
-    /// Event records dropped as exact duplicates: read − rejected − written.
+    /// Event records the rules dropped as sent again (SPEC 2.2).
     pub duplicates: u64,
+    /// Event records a user's rules left out of the enriched output (0 with
+    /// the built-in rules): read − rejected − duplicates − rows computed.
+    pub left_out_by_rules: u64,
     /// Rows kept with a missing lookup.
     pub unmatched_lookups: UnmatchedLookups,
     /// Every output written.
@@ -87,7 +102,11 @@ impl Summary {
             .join(", ");
         let mut lines = vec![format!("read {per_table}")];
         for output in &self.outputs {
-            lines.push(format!("wrote {} {} rows to {}", output.rows, output.table, output.path));
+            let mut line = format!("wrote {} {} rows to {}", output.rows, output.table, output.path);
+            if output.unread > 0 {
+                line.push_str(&format!(" (its reader went away; {} rows not written)", output.unread));
+            }
+            lines.push(line);
         }
         let rejects = match &self.rejects_file {
             Some(path) if self.rejected > 0 => format!("{} rejected (see {path})", self.rejected),
@@ -98,6 +117,9 @@ impl Summary {
             "{rejects}, {} duplicates removed, unmatched lookups: store {}, item {}, change_type {}",
             self.duplicates, u.store, u.item, u.change_type
         ));
+        if self.left_out_by_rules > 0 {
+            lines.push(format!("{} events left out by the rules of --sql-dir", self.left_out_by_rules));
+        }
         if let Some(f) = &self.forecast {
             lines.push(format!(
                 "forecast back-test over {} series: mean MASE {:.3}, seasonal naive {:.3}",
@@ -108,9 +130,8 @@ impl Summary {
         lines
     }
 
-    /// Writes the summary as pretty JSON to `path`.
-    pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
-        let json = serde_json::to_string_pretty(self).expect("summary is plain data");
-        std::fs::write(path, json + "\n")
+    /// The summary as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("summary is plain data") + "\n"
     }
 }

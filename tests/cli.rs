@@ -6,4 +6,5 @@ mod enrich_rules;
 mod enrich_runs;
 mod generate;
 mod kafka;
+mod outputs;
 mod report;

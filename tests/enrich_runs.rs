@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::common::{ENRICHED_HEADER, Workdir, manifest_dir, summary};
+use crate::common::{ENRICHED_HEADER, Workdir, copy_sql_dir, manifest_dir, summary, temporary_files};
 
 const CHANGE_HEADER: &str = "trans_id,item_id,store_id,date_time,quantity,change_type_id\n";
 
@@ -104,7 +104,7 @@ fn assert_failed_run_keeps(work: &Workdir, args: &[&str], code: i32, message: &s
     run.expect_code(code);
     assert!(run.stderr().contains(message), "expected {message:?} in stderr:\n{}", run.stderr());
     assert_eq!(std::fs::read(work.path().join("enriched.csv")).unwrap(), before, "previous output changed");
-    assert!(!work.path().join("enriched.csv.tmp").exists(), "a temporary output was left behind");
+    assert_eq!(temporary_files(work.path()), Vec::<String>::new(), "a temporary output was left behind");
 }
 
 #[test]
@@ -203,23 +203,6 @@ fn current_inventory_with_or_without_reading_enriched() {
     run.expect_code(1);
     assert!(run.stderr().contains("enriched can be read only once"), "{}", run.stderr());
     assert_eq!(work.read("builtin.csv"), builtin);
-}
-
-/// Copies the repository's sql/ tree to `name`, as a user starting to edit the rules would.
-fn copy_sql_dir(work: &Workdir, name: &str) {
-    copy_tree(work, &manifest_dir().join("sql"), name);
-}
-
-fn copy_tree(work: &Workdir, source: &Path, name: &str) {
-    for entry in std::fs::read_dir(source).unwrap() {
-        let path = entry.unwrap().path();
-        let target = format!("{name}/{}", path.file_name().unwrap().to_string_lossy());
-        if path.is_dir() {
-            copy_tree(work, &path, &target);
-        } else {
-            work.write(&target, std::fs::read(&path).unwrap());
-        }
-    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! `pos-etl enrich`: run the enrich pipeline into the outputs asked for,
-//! then report the summary.
+//! then commit them all and report the summary.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -7,8 +7,8 @@ use std::time::Instant;
 use crate::config::EnrichConfig;
 use crate::enrichment::{self, Job};
 use crate::progress::Progress;
-use crate::sinks::Destination;
 use crate::sinks::lock::OutputLock;
+use crate::sinks::{Commit, Destination};
 use crate::summary::Summary;
 
 /// Runs `enrich` and returns its summary (already printed on stderr).
@@ -22,10 +22,13 @@ pub async fn run(config: &EnrichConfig) -> anyhow::Result<Summary> {
         rules: &rules,
         enriched: &config.enriched,
         current_inventory: config.current_inventory.as_ref(),
-        rejects: &config.rejects,
     };
-    let mut summary = enrichment::run(&job, &progress).await?;
-    super::finish(&mut summary, started, &progress, config.summary_json.as_deref())?;
+    let mut commit = Commit::new();
+    let enriched = enrichment::run(&job, &progress, &mut commit).await?;
+    let on_stdout = config.enriched.destination == Destination::Stdout;
+    let mut summary =
+        super::stage_rejects(enriched, &config.rejects, config.run.max_rejects, on_stdout, &mut commit).await?;
+    super::finish(&mut summary, started, &progress, config.summary_json.as_deref(), commit).await?;
     Ok(summary)
 }
 

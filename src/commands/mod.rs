@@ -8,20 +8,53 @@ pub mod report;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Context;
-
+use crate::enrichment::Enriched;
+use crate::error::TooManyRejects;
 use crate::progress::Progress;
+use crate::sinks::{Commit, rejects};
 use crate::summary::Summary;
 
-/// Stamps the run's elapsed time on `summary`, prints it on stderr, and
-/// writes it as JSON to `json` if asked.
-fn finish(summary: &mut Summary, started: Instant, progress: &Progress, json: Option<&Path>) -> anyhow::Result<()> {
+/// Stages the rejects file of an enrich run in `commit` and returns the
+/// run's summary. Over `max_rejects`, nothing of the run is kept but the
+/// rejects file, committed alone for diagnosis, and the run fails (exit 2);
+/// `on_stdout` says that the enriched rows went to stdout, and so are out.
+async fn stage_rejects(
+    enriched: Enriched,
+    path: &Path,
+    max_rejects: Option<u64>,
+    on_stdout: bool,
+    commit: &mut Commit,
+) -> anyhow::Result<Summary> {
+    let Enriched { mut summary, rejects } = enriched;
+    summary.rejects_file = Some(path.display().to_string());
+    let bytes = rejects::encode(&rejects);
+    if let Some(limit) = max_rejects.filter(|&limit| summary.rejected > limit) {
+        let mut alone = Commit::new();
+        alone.put(path, &bytes)?;
+        alone.commit().await?;
+        return Err(TooManyRejects { rejected: summary.rejected, limit, rejects: path.display().to_string(), on_stdout }.into());
+    }
+    commit.put(path, &bytes)?;
+    Ok(summary)
+}
+
+/// Stamps the run's elapsed time on `summary`, stages it as JSON in
+/// `commit` if asked, commits everything the run wrote, then prints the
+/// summary on stderr.
+async fn finish(
+    summary: &mut Summary,
+    started: Instant,
+    progress: &Progress,
+    json: Option<&Path>,
+    mut commit: Commit,
+) -> anyhow::Result<()> {
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
+    if let Some(path) = json {
+        commit.put(path, summary.to_json().as_bytes())?;
+    }
+    commit.commit().await?;
     for line in summary.to_lines() {
         progress.println(&format!("pos-etl: {line}"));
-    }
-    if let Some(path) = json {
-        summary.write_json(path).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use crate::pipeline::{self, CURRENT_INVENTORY, ENRICHED};
 use crate::progress::Progress;
 use crate::report::{self, Report};
 use crate::sinks::lock::OutputLock;
-use crate::sinks::{self, Destination, Output, StagedFile};
+use crate::sinks::{Commit, Destination, Output};
 use crate::summary::{ForecastSummary, OutputCounts, Summary};
 
 /// The page's file name in the output directory.
@@ -43,15 +43,18 @@ pub async fn run(config: &ReportConfig) -> anyhow::Result<Summary> {
     let scratch_file = |view: &str| scratch.path().join(format!("{view}.parquet"));
     let scratch_output = |view: &str| Output { destination: Destination::File(scratch_file(view)), format: Format::Parquet };
     let (enriched, current_inventory) = (scratch_output(ENRICHED), scratch_output(CURRENT_INVENTORY));
-    let rejects = out_dir.join("rejects.csv");
     let job = Job {
         run: &config.run,
         rules: &enrich_rules,
         enriched: &enriched,
         current_inventory: Some(&current_inventory),
-        rejects: &rejects,
     };
-    let mut summary = enrichment::run(&job, &progress).await?;
+    let mut scratch_files = Commit::scratch();
+    let enriched = enrichment::run(&job, &progress, &mut scratch_files).await?;
+    scratch_files.commit().await?;
+    let mut commit = Commit::new();
+    let rejects = out_dir.join("rejects.csv");
+    let mut summary = super::stage_rejects(enriched, &rejects, config.run.max_rejects, false, &mut commit).await?;
 
     let spinner = progress.count("report", "tables");
     let ctx = pipeline::new_session(config.run.resources)?;
@@ -59,7 +62,7 @@ pub async fn run(config: &ReportConfig) -> anyhow::Result<Summary> {
         register_parquet(&ctx, view, &scratch_file(view)).await?;
     }
     let report = report::build(&ctx, &report_rules, &config.settings).await.context("computing the report")?;
-    summary.outputs = write_report(&report, out_dir, config.format, config.run.resources.threads).await?;
+    summary.outputs = write_report(&report, out_dir, config.format, config.run.resources.threads, &mut commit).await?;
     spinner.finish();
 
     summary.forecast = report.mean_mase.map(|(mase, naive)| ForecastSummary {
@@ -67,7 +70,7 @@ pub async fn run(config: &ReportConfig) -> anyhow::Result<Summary> {
         mean_mase: mase,
         seasonal_naive_mean_mase: naive,
     });
-    super::finish(&mut summary, started, &progress, config.summary_json.as_deref())?;
+    super::finish(&mut summary, started, &progress, config.summary_json.as_deref(), commit).await?;
     progress.println(&format!("pos-etl: open {}", out_dir.join(PAGE).display()));
     Ok(summary)
 }
@@ -79,34 +82,27 @@ async fn register_parquet(ctx: &SessionContext, name: &str, path: &Path) -> anyh
         .with_context(|| format!("cannot read back {}", path.display()))
 }
 
-/// Writes every table and the page staged, then commits them all.
+/// Writes every table and the page, staged in `commit`.
 async fn write_report(
     report: &Report,
     out_dir: &Path,
     format: Format,
     threads: usize,
+    commit: &mut Commit,
 ) -> anyhow::Result<Vec<OutputCounts>> {
     let extension = match format {
         Format::Csv => "csv",
         Format::Parquet => "parquet",
     };
-    let mut staged = Vec::new();
     let mut counts = Vec::new();
     for table in &report.tables {
-        let path = out_dir.join(format!("{}.{extension}", table.name));
-        let output = Output { destination: Destination::File(path.clone()), format };
+        let output = Output { destination: Destination::File(out_dir.join(format!("{}.{extension}", table.name))), format };
         let batch = table.batch.clone();
         let stream = RecordBatchStreamAdapter::new(batch.schema(), futures::stream::iter([Ok(batch)]));
-        let (rows, file) = sinks::write(&output, Box::pin(stream), threads, |_| {}).await?;
-        staged.extend(file);
-        counts.push(OutputCounts { table: table.name.to_string(), path: path.display().to_string(), rows });
+        let writer = output.open(commit)?;
+        let written = output.write(writer, Box::pin(stream), threads, |_| {}).await?;
+        counts.push(OutputCounts::new(table.name, &output.destination, written));
     }
-    let page_path = out_dir.join(PAGE);
-    let page = StagedFile::new(&page_path)?;
-    page.put(report::html::render(report).into_bytes()).await?;
-    staged.push(page);
-    for file in staged {
-        file.commit().await?;
-    }
+    commit.put(&out_dir.join(PAGE), report::html::render(report).as_bytes())?;
     Ok(counts)
 }

@@ -1,19 +1,22 @@
-//! Window functions pos-etl adds to SQL. DataFusion evaluates a window over
-//! a stream one row at a time, and its built-in RANK, SUM and LAST_VALUE pay
-//! for generality there (values copied out of the arrays for every row);
-//! these two read the arrays in place, and the stock timeline's windows take
-//! a third of the CPU time they took as RANK, SUM and LAST_VALUE. The rules
-//! that call them stay in the SQL files.
+//! Functions pos-etl adds to SQL. DataFusion evaluates a window over a
+//! stream one row at a time, and its built-in RANK, SUM and LAST_VALUE pay
+//! for generality there (values copied out of the arrays for every row); the
+//! two window functions here read the arrays in place, and the stock
+//! timeline's windows take a third of the CPU time they took as RANK, SUM and
+//! LAST_VALUE. `is_duplicate` counts the records the rules drop as sent
+//! again, where they drop them. The rules that call them stay in the SQL files.
 
 use std::hash::{Hash, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, downcast_primitive_array};
 use arrow::datatypes::{ArrowNativeTypeOp, DataType, Field, FieldRef, Int64Type};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{
-    LimitEffect, PartitionEvaluator, Signature, Volatility, WindowUDF, WindowUDFImpl,
+    ColumnarValue, LimitEffect, PartitionEvaluator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility, WindowUDF, WindowUDFImpl,
     function::{PartitionEvaluatorArgs, WindowUDFFieldArgs},
 };
 use datafusion::physical_expr::PhysicalExpr;
@@ -41,6 +44,76 @@ pub fn window_functions() -> Vec<WindowUDF> {
             evaluator: || Box::new(StockLevelEvaluator { level: None }),
         }),
     ]
+}
+
+/// The name of [`DuplicateCounter`] in SQL.
+pub const IS_DUPLICATE: &str = "is_duplicate";
+
+/// `is_duplicate(flag)`: `flag` itself, and every row where it is true is
+/// counted as a duplicate removed in the run's summary. The rules drop the
+/// records sent again with `WHERE NOT is_duplicate(...)`, so the count is
+/// of the rows dropped, whatever a user's rules do besides.
+#[derive(Debug)]
+pub struct DuplicateCounter {
+    signature: Signature,
+    /// Where the count goes; `None` evaluates the flag without counting.
+    count: Option<Arc<AtomicU64>>,
+}
+
+impl DuplicateCounter {
+    /// The function, counting into `count` (or not at all).
+    pub fn udf(count: Option<Arc<AtomicU64>>) -> ScalarUDF {
+        // Volatile: evaluated once per row where the rules call it, never
+        // moved or merged by the optimizer.
+        let signature = Signature::exact(vec![DataType::Boolean], Volatility::Volatile);
+        ScalarUDF::from(DuplicateCounter { signature, count })
+    }
+}
+
+impl PartialEq for DuplicateCounter {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.count, &other.count) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        }
+    }
+}
+
+impl Eq for DuplicateCounter {}
+
+impl Hash for DuplicateCounter {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        IS_DUPLICATE.hash(state);
+        self.count.as_ref().map(Arc::as_ptr).hash(state);
+    }
+}
+
+impl ScalarUDFImpl for DuplicateCounter {
+    fn name(&self) -> &str {
+        IS_DUPLICATE
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [flag] = <[ColumnarValue; 1]>::try_from(args.args)
+            .map_err(|_| datafusion::error::DataFusionError::Plan(format!("{IS_DUPLICATE} takes one argument")))?;
+        if let Some(count) = &self.count {
+            let duplicates = match &flag {
+                ColumnarValue::Array(array) => array.as_boolean().true_count(),
+                ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))) => args.number_rows,
+                ColumnarValue::Scalar(_) => 0,
+            };
+            count.fetch_add(duplicates as u64, Ordering::Relaxed);
+        }
+        Ok(flag)
+    }
 }
 
 /// A window function whose value on a row depends on that row and the rows

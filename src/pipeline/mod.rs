@@ -4,23 +4,30 @@
 //! does no I/O of its own beyond reading a `--sql-dir`.
 
 mod functions;
+mod memory;
 pub mod rules;
 mod shared;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::config::SpillCompression;
 use datafusion::dataframe::DataFrame;
+use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SessionConfig, SessionContext};
-use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::disk_manager::DiskManagerBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::sql::parser::DFParser;
 
 use crate::error::PipelineError;
 use crate::sources::Table;
+use functions::{DuplicateCounter, IS_DUPLICATE};
 pub use rules::{RuleFile, Rules};
 use shared::Feed;
 
@@ -37,6 +44,8 @@ pub struct Outputs {
     pub current_inventory: DataFrame,
     /// What the views defined after `enriched` see under its name.
     feed: Feed,
+    /// Records the rules dropped as sent again, counted as `enriched` is computed.
+    duplicates: Arc<AtomicU64>,
 }
 
 impl Outputs {
@@ -54,10 +63,43 @@ impl Outputs {
             return Ok((enriched, None));
         }
         let reads_enriched = self.feed.is_read_by(self.current_inventory.logical_plan());
-        let current_inventory = self.current_inventory.execute_stream().await.map_err(start_error)?;
+        let current_inventory = without_duplicate_count(self.current_inventory)
+            .map_err(start_error)?
+            .execute_stream()
+            .await
+            .map_err(start_error)?;
         let enriched = if reads_enriched { self.feed.tee(enriched) } else { enriched };
         Ok((enriched, Some(current_inventory)))
     }
+
+    /// The records the rules have dropped as duplicates so far (all of
+    /// them, once `enriched` has been computed).
+    pub fn duplicates(&self) -> Arc<AtomicU64> {
+        self.duplicates.clone()
+    }
+}
+
+/// `frame` with `is_duplicate` evaluated but not counted. Only `enriched`
+/// counts the records its rules drop: a `current_inventory` that reads the
+/// timeline again (a user's rules may) would count them a second time.
+fn without_duplicate_count(frame: DataFrame) -> datafusion::error::Result<DataFrame> {
+    let (state, plan) = frame.into_parts();
+    // Optimizing inlines the views, where the calls are.
+    let plan = state.optimize(&plan)?;
+    let quiet = Arc::new(DuplicateCounter::udf(None));
+    let plan = plan
+        .transform_up_with_subqueries(|node| {
+            node.map_expressions(|expr| {
+                expr.transform_up(|expr| match expr {
+                    Expr::ScalarFunction(call) if call.name() == IS_DUPLICATE => {
+                        Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(quiet.clone(), call.args))))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })
+            })
+        })?
+        .data;
+    Ok(DataFrame::new(state, plan))
 }
 
 /// How much of the machine a run may use.
@@ -67,6 +109,50 @@ pub struct Resources {
     pub threads: usize,
     /// Bytes the sorts and other operators may hold before spilling to disk.
     pub memory_limit: usize,
+}
+
+/// Memory each thread needs at least: each of its partitions runs a few
+/// sorts and aggregates at once, and each must hold a batch or two to make
+/// progress. (How much exactly depends on the data: a run that needs more
+/// fails with [`OutOfMemory`].)
+pub const MIN_MEMORY_PER_THREAD: usize = 8 << 20;
+
+/// The rules needed more memory than the limit gives the threads.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "computing {output} needs more memory than --memory-limit {} gives {} threads: raise --memory-limit or lower --threads",
+    crate::cli::format_size(resources.memory_limit),
+    resources.threads
+)]
+pub struct OutOfMemory {
+    /// The output being computed.
+    pub output: String,
+    /// What the run had.
+    pub resources: Resources,
+}
+
+impl Resources {
+    /// `error` as an [`OutOfMemory`] if DataFusion ran out of the memory
+    /// limit computing `output` (its message names settings a user of
+    /// pos-etl cannot set), else `error` itself.
+    pub fn explain(&self, output: &str, error: anyhow::Error) -> anyhow::Error {
+        let exhausted = error.chain().any(|cause| {
+            cause
+                .downcast_ref::<DataFusionError>()
+                .is_some_and(|e| matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)))
+        });
+        match exhausted {
+            true => OutOfMemory { output: output.to_string(), resources: *self }.into(),
+            false => error,
+        }
+    }
+
+    /// Sorted runs a sort that spilled merges at once: each holds a batch
+    /// in memory, outside the limit, so fewer when memory is scarce (and
+    /// more merge passes over the disk).
+    fn merge_fan_in(&self) -> usize {
+        (self.memory_limit / self.threads.max(1) / (32 << 20)).clamp(4, 64)
+    }
 }
 
 /// A DataFusion session for the rules: `threads` partitions, and operators
@@ -87,7 +173,8 @@ pub fn new_session(resources: Resources) -> Result<SessionContext, PipelineError
         .set_usize("datafusion.optimizer.hash_join_single_partition_threshold", 1 << 30)
         .set_usize("datafusion.optimizer.hash_join_single_partition_threshold_rows", 50_000_000);
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(resources.memory_limit)))
+        .with_disk_manager_builder(DiskManagerBuilder::default().with_max_spill_merge_fan_in(resources.merge_fan_in()))
+        .with_memory_pool(Arc::new(memory::SpillPool::new(resources.memory_limit)))
         .build_arc()
         .map_err(|source| PipelineError::Start { source })?;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
@@ -121,6 +208,8 @@ pub async fn enrich(
     rules: &Rules,
 ) -> Result<Outputs, PipelineError> {
     register_tables(ctx, tables)?;
+    let duplicates = Arc::new(AtomicU64::new(0));
+    ctx.register_udf(DuplicateCounter::udf(Some(duplicates.clone())));
     let mut enriched = None;
     execute_files(ctx, rules, async || {
         if enriched.is_none() && ctx.table_exist(ENRICHED)? {
@@ -134,7 +223,7 @@ pub async fn enrich(
         .table(CURRENT_INVENTORY)
         .await
         .map_err(|_| PipelineError::MissingView { view: CURRENT_INVENTORY })?;
-    Ok(Outputs { enriched, current_inventory, feed })
+    Ok(Outputs { enriched, current_inventory, feed, duplicates })
 }
 
 /// Runs every statement of `rules` in `ctx`, in order: rules that read

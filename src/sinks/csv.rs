@@ -16,6 +16,7 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use super::Written;
 use crate::error::SinkError;
 
 /// The `date_time` format of every CSV output, as chrono spells it.
@@ -32,15 +33,17 @@ pub fn encode(batch: &RecordBatch, header: bool) -> Result<Vec<u8>, ArrowError> 
 }
 
 /// Writes every batch of `stream` to `out` as one CSV document, encoding
-/// up to `threads` batches at once; returns the rows written. An empty
-/// result still gets its header line.
+/// up to `threads` batches at once. An empty result still gets its header
+/// line. If `out` is a pipe whose reader goes away (`| head`), the rest of
+/// the stream is drained unwritten and counted as unread (from the batch
+/// the reader did not take whole).
 pub async fn write<W: AsyncWrite + Unpin>(
     stream: SendableRecordBatchStream,
     mut out: W,
     name: &str,
     threads: usize,
     mut on_batch: impl FnMut(&RecordBatch),
-) -> Result<u64, SinkError> {
+) -> Result<Written, SinkError> {
     let write_error = |source: Box<dyn std::error::Error + Send + Sync>| SinkError::Write {
         path: name.to_string(),
         source,
@@ -62,20 +65,41 @@ pub async fn write<W: AsyncWrite + Unpin>(
             }
         })
         .buffered(threads.max(1));
-    let mut rows = 0;
+    let mut written = Written::default();
     let mut header = true;
+    let mut reader_gone = false;
     while let Some(chunk) = encoded.next().await {
-        let (batch_rows, bytes) = chunk?;
-        out.write_all(&bytes).await.map_err(|e| write_error(e.into()))?;
-        rows += batch_rows;
+        let (rows, bytes) = chunk?;
         header = false;
+        if reader_gone {
+            written.unread += rows;
+            continue;
+        }
+        match out.write_all(&bytes).await {
+            Ok(()) => written.rows += rows,
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+                reader_gone = true;
+                written.unread += rows;
+            }
+            Err(error) => return Err(write_error(error.into())),
+        }
     }
-    if header {
-        let bytes = encode(&RecordBatch::new_empty(schema), true).map_err(|e| write_error(e.into()))?;
-        out.write_all(&bytes).await.map_err(|e| write_error(e.into()))?;
+    if reader_gone {
+        return Ok(written);
     }
-    out.shutdown().await.map_err(|e| write_error(e.into()))?;
-    Ok(rows)
+    let header = match header {
+        true => encode(&RecordBatch::new_empty(schema), true).map_err(|e| write_error(e.into()))?,
+        false => Vec::new(),
+    };
+    match out.write_all(&header).await {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(written),
+        Err(error) => return Err(write_error(error.into())),
+    }
+    match out.shutdown().await {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(write_error(error.into())),
+        _ => Ok(written),
+    }
 }
 
 /// `batch` with every timestamp column as `YYYY-MM-DD HH:MM:SS` text.

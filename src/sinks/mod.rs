@@ -1,29 +1,30 @@
 //! Sinks write record batch streams to their destination: CSV or Parquet
-//! files through object_store (staged under a temporary name and renamed only
-//! when every output of the run is complete), or CSV on stdout. They also write
-//! the rejects file and hold the per-output lock.
+//! files, staged in a [`Commit`] that puts every output of a run in place
+//! at once, or CSV on stdout. They also write the rejects file and hold the
+//! per-output lock.
 
+pub mod commit;
 pub mod csv;
 pub mod kafka;
 pub mod lock;
 pub mod parquet;
 pub mod rejects;
-pub mod staged;
 
 use std::path::PathBuf;
 
+use arrow::record_batch::RecordBatch;
 use datafusion::physical_plan::SendableRecordBatchStream;
 
 use crate::cli::Format;
 use crate::error::SinkError;
-pub use staged::StagedFile;
+pub use commit::Commit;
 
 /// Where an output goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
     /// CSV on standard output.
     Stdout,
-    /// A file, replaced atomically.
+    /// A file, replaced when the run commits.
     File(PathBuf),
 }
 
@@ -45,45 +46,52 @@ pub struct Output {
     pub format: Format,
 }
 
-/// Writes `stream` to `output`, encoding CSV on up to `threads` threads; a
-/// file output is staged and must be committed with [`StagedFile::commit`]
-/// once every output of the run is written. `on_batch` sees every batch
-/// before it is written. Returns the rows written and the staged file, if any.
-pub async fn write(
-    output: &Output,
-    stream: SendableRecordBatchStream,
-    threads: usize,
-    on_batch: impl FnMut(&arrow::record_batch::RecordBatch),
-) -> Result<(u64, Option<StagedFile>), SinkError> {
-    let name = output.destination.to_string();
-    match &output.destination {
-        Destination::Stdout => {
-            let rows = csv::write(stream, tokio::io::stdout(), &name, threads, on_batch).await;
-            match rows {
-                Err(error) if is_broken_pipe(&error) => Ok((0, None)),
-                other => Ok((other?, None)),
-            }
-        }
-        Destination::File(path) => {
-            let staged = StagedFile::new(path)?;
-            let rows = match output.format {
-                Format::Csv => csv::write(stream, staged.writer(), &name, threads, on_batch).await?,
-                Format::Parquet => parquet::write(stream, staged.writer(), &name, on_batch).await?,
-            };
-            Ok((rows, Some(staged)))
-        }
-    }
+/// What writing one output did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Rows written.
+    pub rows: u64,
+    /// Rows computed but not written because the reader of stdout went
+    /// away (`| head`); always 0 for a file.
+    pub unread: u64,
 }
 
-/// Whether writing failed because the reader of stdout went away (`| head`),
-/// which ends a run successfully, as in ripgrep and xsv.
-fn is_broken_pipe(error: &SinkError) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(current) = cause {
-        if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::BrokenPipe;
-        }
-        cause = current.source();
+/// An output opened for writing.
+#[derive(Debug)]
+pub enum OutputWriter {
+    /// Standard output.
+    Stdout(tokio::io::Stdout),
+    /// A file staged in the run's [`Commit`].
+    Staged(commit::StagedWriter),
+}
+
+impl Output {
+    /// Opens this output: stdout, or a new version of the file staged in `commit`.
+    pub fn open(&self, commit: &mut Commit) -> Result<OutputWriter, SinkError> {
+        Ok(match &self.destination {
+            Destination::Stdout => OutputWriter::Stdout(tokio::io::stdout()),
+            Destination::File(path) => OutputWriter::Staged(commit.stage(path)?),
+        })
     }
-    false
+
+    /// Writes every batch of `stream` to `writer` (opened from this output),
+    /// encoding CSV on up to `threads` threads. `on_batch` sees every batch
+    /// before it is written. When the reader of stdout goes away, the stream
+    /// is still drained, so that the outputs computed from it are whole.
+    pub async fn write(
+        &self,
+        writer: OutputWriter,
+        stream: SendableRecordBatchStream,
+        threads: usize,
+        on_batch: impl FnMut(&RecordBatch),
+    ) -> Result<Written, SinkError> {
+        let name = self.destination.to_string();
+        match (writer, self.format) {
+            (OutputWriter::Stdout(out), _) => csv::write(stream, out, &name, threads, on_batch).await,
+            (OutputWriter::Staged(out), Format::Csv) => csv::write(stream, out, &name, threads, on_batch).await,
+            (OutputWriter::Staged(out), Format::Parquet) => {
+                parquet::write(stream, out, &name, on_batch).await.map(|rows| Written { rows, unread: 0 })
+            }
+        }
+    }
 }

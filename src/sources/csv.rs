@@ -20,9 +20,9 @@ use arrow::array::{AsArray, StringArray};
 use arrow::csv::reader::Decoder;
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use csv::ByteRecord;
 
 use super::dialect::normalize_header;
+use super::records::{Position, Record, RecordSplitter};
 use super::typing::{BATCH_ROWS, BatchBuilder, Fields, Value, type_fields};
 use super::{MAX_COLUMNS, Table, TableRead};
 use crate::error::{Reject, RejectReason, SourceError};
@@ -156,17 +156,19 @@ pub fn stream_file(
 ) -> Result<TableRead, SourceError> {
     let layout = Layout::read(table, path)?;
     let mut read = TableRead::empty(table);
-    let mut region = Region { start: layout.data_start, line: layout.first_line, bytes: 0, lines: 0 };
     let read_error = |source| SourceError::Read { path: path.to_path_buf(), source };
     let mut file = BufReader::with_capacity(1 << 20, File::open(path).map_err(read_error)?);
-    file.seek(SeekFrom::Start(region.start)).map_err(read_error)?;
+    // The first record of the batch being decoded, and the end of what the decoder took.
+    let mut start = layout.data_start;
+    let mut decoded_to = start;
+    file.seek(SeekFrom::Start(start.byte)).map_err(read_error)?;
     let mut decoder = (table.is_event()).then(|| layout.decoder());
-    let mut records = RecordReader::new(&layout);
+    let mut records = RecordReader::new(&layout, path);
     loop {
         let Some(fast) = decoder.as_mut() else {
             // Record by record to the end.
-            let (batch, end) = records.read(path, region.start, region.line, usize::MAX, &mut read)?;
-            on_bytes(end.start - region.start);
+            let (batch, end) = records.read(start, usize::MAX, &mut read)?;
+            on_bytes(end.byte - start.byte);
             if batch.num_rows() > 0 {
                 let _ = on_batch(batch);
             }
@@ -176,8 +178,7 @@ pub fn stream_file(
         let at_end = buffer.is_empty();
         let decoded = match fast.decode(buffer) {
             Ok(consumed) => {
-                region.lines += memchr::memchr_iter(b'\n', &buffer[..consumed]).count() as u64;
-                region.bytes += consumed as u64;
+                decoded_to = decoded_to.after(&buffer[..consumed]);
                 file.consume(consumed);
                 if fast.capacity() > 0 && !at_end {
                     continue;
@@ -195,41 +196,22 @@ pub fn stream_file(
         let (batch, next) = match typed {
             Some(batch) => {
                 read.records += batch.num_rows() as u64;
-                (batch, region.next())
+                (batch, decoded_to)
             }
             None => {
                 // Some record of this batch is bad: read it again record by record.
-                let (batch, next) = records.read(path, region.start, region.line, BATCH_ROWS, &mut read)?;
-                file.seek(SeekFrom::Start(next.start)).map_err(read_error)?;
+                let (batch, next) = records.read(start, BATCH_ROWS, &mut read)?;
+                file.seek(SeekFrom::Start(next.byte)).map_err(read_error)?;
                 *fast = layout.decoder();
                 (batch, next)
             }
         };
-        on_bytes(next.start - region.start);
-        region = next;
+        on_bytes(next.byte - start.byte);
+        start = next;
+        decoded_to = next;
         if batch.num_rows() > 0 && on_batch(batch).is_break() {
             return Ok(read);
         }
-    }
-}
-
-/// A stretch of a file being read: where it starts and what it has taken so far.
-#[derive(Debug, Clone, Copy)]
-struct Region {
-    /// Byte offset of its first record.
-    start: u64,
-    /// Line of its first record (the header is line 1).
-    line: u64,
-    /// Bytes decoded so far.
-    bytes: u64,
-    /// Line ends among them.
-    lines: u64,
-}
-
-impl Region {
-    /// The region that starts where this one has got to.
-    fn next(&self) -> Region {
-        Region { start: self.start + self.bytes, line: self.line + self.lines, bytes: 0, lines: 0 }
     }
 }
 
@@ -240,29 +222,23 @@ struct Layout {
     fields: usize,
     /// For each column of the table, its field index in the file, if any.
     positions: Vec<Option<usize>>,
-    /// Byte offset and line of the first record after the header.
-    data_start: u64,
-    first_line: u64,
+    /// Where the first record after the header starts.
+    data_start: Position,
 }
 
 impl Layout {
     fn read(table: Table, path: &Path) -> Result<Layout, SourceError> {
         let read_error = |source| SourceError::Read { path: path.to_path_buf(), source };
         let file = File::open(path).map_err(read_error)?;
-        let mut reader = csv_reader(file, true);
-        let header = reader.byte_headers().map_err(|e| read_error(e.into()))?.clone();
-        if header.is_empty() || header.iter().all(|field| field.is_empty()) {
-            return Err(SourceError::Empty(path.to_path_buf()));
-        }
+        let mut splitter = RecordSplitter::new(BufReader::new(file), Position::START);
+        let header = match splitter.next_record().map_err(read_error)? {
+            Some(header) if (0..header.len()).any(|i| header.get(i).is_some_and(|f| !f.trim_ascii().is_empty())) => {
+                (0..header.len()).map(|i| String::from_utf8_lossy(header.get(i).unwrap_or_default()).into_owned()).collect::<Vec<_>>()
+            }
+            _ => return Err(SourceError::Empty(path.to_path_buf())),
+        };
         let positions = column_positions(table, path, &header)?;
-        let data_start = reader.position().clone();
-        Ok(Layout {
-            table,
-            fields: header.len(),
-            positions,
-            data_start: data_start.byte(),
-            first_line: data_start.line(),
-        })
+        Ok(Layout { table, fields: header.len(), positions, data_start: splitter.position() })
     }
 
     /// An arrow-csv decoder of the file's records (past the header) into
@@ -297,81 +273,60 @@ impl Layout {
     }
 }
 
-/// Reads records one by one with the `csv` crate: the path for lookups and
-/// for batches that hold a bad record, which becomes a [`Reject`] with its
-/// line and text.
-struct RecordReader {
+/// Reads records one by one: the path for lookups and for batches that hold
+/// a bad record, which becomes a [`Reject`] with its line and text.
+struct RecordReader<'a> {
     table: Table,
+    path: &'a Path,
     fields: usize,
     positions: Vec<Option<usize>>,
     keys: LookupKeys,
 }
 
-impl RecordReader {
-    fn new(layout: &Layout) -> Self {
+impl<'a> RecordReader<'a> {
+    fn new(layout: &Layout, path: &'a Path) -> Self {
         RecordReader {
             table: layout.table,
+            path,
             fields: layout.fields,
             positions: layout.positions.clone(),
             keys: LookupKeys::new(layout.table),
         }
     }
 
-    /// Reads up to `limit` records from byte `start` (line `line`) of
-    /// `path`, counting them and their rejects in `read`. Returns the typed
-    /// rows and where the next record starts.
-    fn read(
-        &mut self,
-        path: &Path,
-        start: u64,
-        line: u64,
-        limit: usize,
-        read: &mut TableRead,
-    ) -> Result<(RecordBatch, Region), SourceError> {
-        let read_error = |source| SourceError::Read { path: path.to_path_buf(), source };
-        let mut file = File::open(path).map_err(read_error)?;
-        file.seek(SeekFrom::Start(start)).map_err(read_error)?;
-        let mut reader = csv_reader(BufReader::with_capacity(1 << 20, file), false);
-        let display = path.display().to_string();
+    /// Reads up to `limit` records from `start`, counting them and their
+    /// rejects in `read`. Returns the typed rows and where the next record starts.
+    fn read(&mut self, start: Position, limit: usize, read: &mut TableRead) -> Result<(RecordBatch, Position), SourceError> {
+        let read_error = |source| SourceError::Read { path: self.path.to_path_buf(), source };
+        let mut file = File::open(self.path).map_err(read_error)?;
+        file.seek(SeekFrom::Start(start.byte)).map_err(read_error)?;
+        let mut records = RecordSplitter::new(BufReader::with_capacity(1 << 20, file), start);
+        let display = self.path.display().to_string();
         let mut batch = BatchBuilder::new(self.table);
-        let mut record = ByteRecord::new();
         let mut taken = 0;
-        while taken < limit && reader.read_byte_record(&mut record).map_err(|e| read_error(e.into()))? {
+        while taken < limit {
+            let Some(record) = records.next_record().map_err(read_error)? else { break };
             taken += 1;
             read.records += 1;
-            let record_line = line + record.position().map_or(1, |p| p.line()) - 1;
             let typed = csv_fields(self.table, &self.positions, self.fields, &record)
                 .and_then(|fields| type_fields(self.table.columns(), &fields))
-                .and_then(|values| self.keys.check(&values, record_line).map(|()| values));
+                .and_then(|values| self.keys.check(&values, record.line).map(|()| values));
             match typed {
                 Ok(values) => batch.append(&values[..self.positions.len()]),
                 Err(reason) => read.rejects.push(Reject {
-                    origin: format!("{display}:{record_line}"),
+                    origin: format!("{display}:{}", record.line),
                     reason,
-                    raw: requote(&record),
+                    raw: String::from_utf8_lossy(record.raw).into_owned(),
                 }),
             }
         }
-        let end = reader.position();
-        let next = Region { start: start + end.byte(), line: line + end.line() - 1, bytes: 0, lines: 0 };
-        Ok((batch.finish(), next))
+        Ok((batch.finish(), records.position()))
     }
 }
 
-/// The `csv` crate's reader as every CSV input is read: fields trimmed,
-/// records of any length (a wrong length is a reject, not an error).
-fn csv_reader<R: std::io::Read>(input: R, has_headers: bool) -> csv::Reader<R> {
-    csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).has_headers(has_headers).from_reader(input)
-}
-
 /// For each column of `table`, its field index in the file, if the header has it.
-fn column_positions(
-    table: Table,
-    path: &Path,
-    header: &ByteRecord,
-) -> Result<Vec<Option<usize>>, SourceError> {
-    let names: Vec<String> =
-        header.iter().map(|name| normalize_header(&String::from_utf8_lossy(name))).collect();
+fn column_positions(table: Table, path: &Path, header: &[String]) -> Result<Vec<Option<usize>>, SourceError> {
+    let names: Vec<String> = header.iter().map(|name| normalize_header(name)).collect();
     table
         .columns()
         .iter()
@@ -422,7 +377,7 @@ fn csv_fields<'a>(
     table: Table,
     positions: &[Option<usize>],
     expected_fields: usize,
-    record: &'a ByteRecord,
+    record: &Record<'a>,
 ) -> Result<Fields<'a>, RejectReason> {
     if record.len() != expected_fields {
         return Err(RejectReason::FieldCount { expected: expected_fields, found: record.len() });
@@ -436,19 +391,6 @@ fn csv_fields<'a>(
         }
     }
     Ok(fields)
-}
-
-/// The record as one CSV line, for the rejects file.
-fn requote(record: &ByteRecord) -> String {
-    let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(Vec::new());
-    let line = writer
-        .write_byte_record(record)
-        .map_err(|e| e.to_string())
-        .and_then(|()| writer.into_inner().map_err(|e| e.to_string()));
-    match line {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).trim_end().to_string(),
-        Err(message) => format!("<unprintable record: {message}>"),
-    }
 }
 
 #[cfg(test)]
@@ -515,41 +457,57 @@ mod tests {
         assert_eq!(read.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
     }
 
-    /// Bad records past the first batches, after a record that spans two
-    /// lines: each is rejected with its own line, and every good record is
-    /// read once, in order.
+    /// Bad records in the first record, past the first batches, and after
+    /// a record that spans two lines, in every dialect of line ends: each is
+    /// rejected with the line an editor shows and its text as read, and
+    /// every good record is read once, in order.
     #[test]
-    fn bad_records_deep_in_a_large_file_keep_their_lines() {
-        let mut text = String::from("trans_id,item_id,store_id,date_time,quantity,change_type_id\n");
-        let mut expected_lines = Vec::new();
-        let mut line = 2;
-        for row in 0..3 * BATCH_ROWS {
-            match row {
-                100 => text.push_str("\"T\nwrapped\",1,1,2021-01-03 10:00:00,-1,1\n"),
-                9_000 => {
-                    expected_lines.push(line);
-                    text.push_str("T,1,1,2021-01-03 10:00:00,-1\n");
+    fn bad_records_keep_their_lines_in_every_dialect() {
+        for (bom, end) in [("", "\n"), ("", "\r\n"), ("\u{feff}", "\r\n"), ("\u{feff}", "\n")] {
+            let mut text = format!("{bom}trans_id,item_id,store_id,date_time,quantity,change_type_id{end}");
+            let mut expected = Vec::new();
+            let mut line = 2;
+            for row in 0..3 * BATCH_ROWS {
+                let record = match row {
+                    0 | 9_000 => "T,1,1,2021-01-03 10:00:00,-1".to_string(),
+                    100 => format!("\"T{end}wrapped\",1,1,2021-01-03 10:00:00,-1,1"),
+                    20_000 => "  T,1,1,31/12/2021,-1,1 ".to_string(),
+                    _ => format!("T{row},{row},1,2021-01-03 10:00:00,-1,1"),
+                };
+                if [0, 9_000, 20_000].contains(&row) {
+                    expected.push((line, record.clone()));
                 }
-                20_000 => {
-                    expected_lines.push(line);
-                    text.push_str("T,1,1,31/12/2021,-1,1\n");
-                }
-                _ => text.push_str(&format!("T{row},{row},1,2021-01-03 10:00:00,-1,1\n")),
+                text.push_str(&record);
+                text.push_str(end);
+                line += if row == 100 { 2 } else { 1 };
             }
-            line += if row == 100 { 2 } else { 1 };
+            let read = read_text(Table::InventoryChange, text.as_bytes());
+            assert_eq!(read.records, 3 * BATCH_ROWS as u64);
+            let found: Vec<(u64, String)> = read
+                .rejects
+                .iter()
+                .map(|r| (r.origin.rsplit(':').next().unwrap().parse().unwrap(), r.raw.clone()))
+                .collect();
+            assert_eq!(found, expected, "BOM {bom:?}, line end {end:?}");
+            let item_ids: Vec<i64> = read
+                .batches
+                .iter()
+                .flat_map(|b| b.column(1).as_primitive::<arrow::datatypes::Int64Type>().values().to_vec())
+                .collect();
+            let expected: Vec<i64> = (0..3 * BATCH_ROWS as i64)
+                .filter(|row| ![0, 9_000, 20_000].contains(row))
+                .map(|row| if row == 100 { 1 } else { row })
+                .collect();
+            assert_eq!(item_ids, expected);
         }
-        let read = read_text(Table::InventoryChange, text.as_bytes());
-        assert_eq!(read.records, 3 * BATCH_ROWS as u64);
-        let lines: Vec<u64> =
-            read.rejects.iter().map(|r| r.origin.rsplit(':').next().unwrap().parse().unwrap()).collect();
-        assert_eq!(lines, expected_lines);
-        let item_ids: Vec<i64> = read
-            .batches
-            .iter()
-            .flat_map(|b| b.column(1).as_primitive::<arrow::datatypes::Int64Type>().values().to_vec())
-            .collect();
-        let expected: Vec<i64> =
-            (0..3 * BATCH_ROWS as i64).filter(|row| *row != 9_000 && *row != 20_000).map(|row| if row == 100 { 1 } else { row }).collect();
-        assert_eq!(item_ids, expected);
+    }
+
+    /// A repeated id in a CRLF lookup names both lines as an editor shows them.
+    #[test]
+    fn repeated_lookup_ids_name_their_lines_in_crlf_files() {
+        let read = read_text(Table::Store, b"store_id,name\r\n0,online\r\n1,store_001\r\n1,store_002\r\n");
+        let rejects: Vec<(&str, String)> =
+            read.rejects.iter().map(|r| (r.origin.rsplit(':').next().unwrap(), r.reason.to_string())).collect();
+        assert_eq!(rejects, [("4", "store_id 1 is already defined on line 3".to_string())]);
     }
 }

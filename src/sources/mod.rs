@@ -5,6 +5,7 @@
 pub mod csv;
 pub mod dialect;
 pub mod kafka;
+pub mod records;
 pub mod streaming;
 pub mod typing;
 

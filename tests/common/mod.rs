@@ -119,3 +119,34 @@ impl Workdir {
 pub fn summary(work: &Workdir, name: &str) -> serde_json::Value {
     serde_json::from_str(&work.read(name)).expect("summary is JSON")
 }
+
+/// Copies the repository's sql/ tree to `name`, as a user starting to edit the rules would.
+pub fn copy_sql_dir(work: &Workdir, name: &str) {
+    copy_tree(work, &manifest_dir().join("sql"), name);
+}
+
+fn copy_tree(work: &Workdir, source: &Path, name: &str) {
+    for entry in std::fs::read_dir(source).unwrap() {
+        let path = entry.unwrap().path();
+        let target = format!("{name}/{}", path.file_name().unwrap().to_string_lossy());
+        if path.is_dir() {
+            copy_tree(work, &path, &target);
+        } else {
+            work.write(&target, std::fs::read(&path).unwrap());
+        }
+    }
+}
+
+/// Every file in `dir` and below whose name ends in `.tmp`.
+pub fn temporary_files(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(temporary_files(&path));
+        } else if path.to_string_lossy().ends_with(".tmp") {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
