@@ -86,23 +86,21 @@ pub fn read_topic(
         }
     };
 
-    // Partition → (next offset to read, high-water mark at start).
-    let mut pending: HashMap<i32, (i64, i64)> = HashMap::new();
+    // Every partition from its first offset: a broker's low watermark is not
+    // trusted (Tansu 0.6 has answered a batch's base offset for it, and the
+    // records before it were skipped). Where retention has removed records,
+    // the broker says the offset is out of range and auto.offset.reset moves
+    // the consumer to the earliest one retained.
+    let mut pending: HashMap<i32, PartitionRead> = HashMap::new();
     let mut assignment = TopicPartitionList::new();
     for partition in partitions {
-        let (low, high) =
-            consumer.fetch_watermarks(topic, partition, settings.timeout).map_err(unreachable)?;
-        if high > low {
-            assignment
-                .add_partition_offset(topic, partition, Offset::Offset(low))
-                .map_err(|source| SourceError::Kafka { topic: topic.to_string(), source })?;
-            pending.insert(partition, (low, high));
-        }
+        let (_, high) = consumer.fetch_watermarks(topic, partition, settings.timeout).map_err(unreachable)?;
+        assignment
+            .add_partition_offset(topic, partition, Offset::Offset(0))
+            .map_err(|source| SourceError::Kafka { topic: topic.to_string(), source })?;
+        pending.insert(partition, PartitionRead::new(0, high));
     }
     let mut decoder = MessageDecoder::new(table, topic);
-    if pending.is_empty() {
-        return Ok(decoder.finish());
-    }
     consumer
         .assign(&assignment)
         .map_err(|source| SourceError::Kafka { topic: topic.to_string(), source })?;
@@ -111,10 +109,8 @@ pub fn read_topic(
     while !pending.is_empty() {
         match consumer.poll(Duration::from_millis(100)) {
             None if last_event.elapsed() > settings.timeout => {
-                let mut stalled: Vec<String> = pending
-                    .iter()
-                    .map(|(p, (next, high))| format!("{topic}/{p} at offset {next} of {high}"))
-                    .collect();
+                let mut stalled: Vec<String> =
+                    pending.iter().map(|(partition, read)| format!("{topic}/{partition} {read}")).collect();
                 stalled.sort();
                 return Err(SourceError::Stalled {
                     brokers: settings.brokers.clone(),
@@ -125,8 +121,8 @@ pub fn read_topic(
             None => {}
             Some(Ok(message)) => {
                 last_event = Instant::now();
-                if let Some((next, _)) = pending.get_mut(&message.partition()) {
-                    *next = message.offset() + 1;
+                if let Some(read) = pending.get_mut(&message.partition()) {
+                    read.on_message(message.offset());
                 }
                 decoder.push(message.partition(), message.offset(), message.payload().unwrap_or_default());
                 if decoder.is_full() {
@@ -135,7 +131,15 @@ pub fn read_topic(
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 last_event = Instant::now();
-                if pending.get(&partition).is_some_and(|(next, high)| next >= high) {
+                // The consumer's position is past the control records a
+                // transactional producer leaves, which are never delivered.
+                let position = consumer.position().ok().and_then(|positions| {
+                    match positions.find_partition(topic, partition)?.offset() {
+                        Offset::Offset(offset) => Some(offset),
+                        _ => None,
+                    }
+                });
+                if pending.get_mut(&partition).is_some_and(|read| read.on_end(position)) {
                     pending.remove(&partition);
                 }
             }
@@ -147,6 +151,48 @@ pub fn read_topic(
     }
     on_messages(decoder.flush() as u64);
     Ok(decoder.finish())
+}
+
+/// How far the reading of one partition has got, and whether it is done:
+/// it has reached the high-water mark seen at start *and* librdkafka has
+/// then signalled the end of the partition. Either alone is not enough:
+/// some brokers (Tansu 0.6) under-report the mark, and an end-of-partition
+/// event can come before the consumer has fetched anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionRead {
+    /// The next offset to read.
+    next: i64,
+    /// The high-water mark seen at start.
+    high: i64,
+}
+
+impl PartitionRead {
+    /// A partition to read from `start`, whose mark was `high` at start.
+    pub fn new(start: i64, high: i64) -> Self {
+        PartitionRead { next: start, high }
+    }
+
+    /// A record at `offset` was read.
+    pub fn on_message(&mut self, offset: i64) {
+        self.next = self.next.max(offset + 1);
+    }
+
+    /// librdkafka signalled the end of the partition, with the consumer's
+    /// position if it knows it (past records a consumer never receives:
+    /// the control records of transactions). Returns whether the partition
+    /// is done.
+    pub fn on_end(&mut self, position: Option<i64>) -> bool {
+        if let Some(position) = position {
+            self.next = self.next.max(position);
+        }
+        self.next >= self.high
+    }
+}
+
+impl std::fmt::Display for PartitionRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "at offset {} of {}", self.next, self.high)
+    }
 }
 
 /// Decodes messages of one topic in chunks: JSON syntax is checked per
@@ -379,5 +425,28 @@ mod tests {
         let text = arrow::util::pretty::pretty_format_batches(&read.batches).unwrap().to_string();
         assert!(text.contains("| A        | 10      | 1        | 2021-01-03T10:00:00 | -2"), "{text}");
         assert!(text.contains("| B        | 20      | 1        | 2021-01-03T11:00:00 | 6"), "{text}");
+    }
+
+    #[test]
+    fn a_partition_is_done_at_its_end_past_the_mark_seen_at_start() {
+        // Tansu under-reports the mark: 1 for ten records; the end comes after them.
+        let mut read = PartitionRead::new(0, 1);
+        assert!(!read.on_end(Some(0)), "an end before anything was fetched");
+        read.on_message(0);
+        read.on_message(9);
+        assert!(read.on_end(Some(10)));
+        // A transactional producer's commit marker at offset 10 is never delivered:
+        // the consumer's position says the end is past it.
+        let mut read = PartitionRead::new(0, 11);
+        read.on_message(9);
+        assert!(!read.on_end(None), "without the position the marker looks like a record still to come");
+        assert!(read.on_end(Some(11)));
+        // An empty partition is done at its first end.
+        assert!(PartitionRead::new(0, 0).on_end(None));
+        // Records produced during the run are read too: the mark only says when enough is enough.
+        let mut read = PartitionRead::new(5, 7);
+        read.on_message(20);
+        assert!(read.on_end(Some(21)));
+        assert_eq!(read.to_string(), "at offset 21 of 7");
     }
 }

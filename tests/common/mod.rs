@@ -3,6 +3,8 @@
 //! working directory and stderr.
 
 pub mod broker;
+pub mod s3;
+pub mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
