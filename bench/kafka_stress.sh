@@ -4,6 +4,7 @@
 # producers, enrich from the topics into enriched + current_inventory, and
 # compare both with the CSV enrich of the exports. Stops at the first
 # difference and keeps its files. Usage: bench/kafka_stress.sh [RUNS ITEMS DAYS PRODUCERS]
+# POS_ETL_BIN=path tests that binary instead of building the tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-50}
@@ -11,11 +12,14 @@ items=${2:-200}
 days=${3:-7}
 producers=${4:-3}
 
-source bench/setup.sh
+if [ -n "${POS_ETL_BIN:-}" ]; then pos_etl=$POS_ETL_BIN; else source bench/setup.sh; fi
 tansu="${TANSU:-$HOME/.cache/pos-etl/tools/bin/tansu}"
 [ -x "$tansu" ] || { echo "no Tansu at $tansu: run .ci/run once, or set TANSU" >&2; exit 1; }
 
 work=$(mktemp -d)
+# A copy, so that a rebuild during the runs does not change the binary under test.
+cp "$pos_etl" "$work/pos-etl"
+pos_etl="$work/pos-etl"
 tansu_pid=
 trap '[ -n "$tansu_pid" ] && kill $tansu_pid 2>/dev/null; [ -f "$work/kept" ] || rm -rf "$work"' EXIT
 "$pos_etl" generate --out-dir "$work/data" --items "$items" --days "$days" --seed 11 2>/dev/null

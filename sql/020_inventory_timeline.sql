@@ -1,17 +1,18 @@
 -- Each distinct event with its store and change type and the stock after it
 -- (SPEC 2.1), in the stock order: per store and item by time, snapshots
 -- first at the same instant, then trans_id, quantity, employee_id,
--- change_type_id. stock_seq numbers the events in that order.
+-- change_type_id. This is the one place that order is written: stock_seq
+-- numbers the events in it, and every later view orders by stock_seq.
 --
 -- Every column of a record is in that order, so records sent twice (Kafka
 -- delivers at least once, SPEC 2.2) are neighbours in it, and
 -- repeats_previous(every ordered column) marks all but the first;
 -- is_duplicate counts the ones dropped for the run's summary.
 --
--- final_quantity = the last snapshot's count + the counted changes since it,
--- which is what stock_level(change, count) computes along the stock order;
--- NULL before the first snapshot. It orders by stock_seq, which the first
--- window produced, so one sort serves both.
+-- final_quantity = the last count (a snapshot's, or the carried stock) +
+-- the counted changes since it, which is what stock_level(change, count)
+-- computes along the stock order; NULL before the first snapshot. It orders
+-- by stock_seq, which the first window produced, so one sort serves both.
 CREATE VIEW inventory_timeline AS
 WITH ordered AS (
     SELECT *,
@@ -28,10 +29,10 @@ counted AS (
            s.name AS store_name,
            t.change_type,
            CASE
-               WHEN e.event_order = 0 THEN 0
+               WHEN e.event_order <= 0 THEN 0
                -- an online BOPIS order is picked from the physical store's
                -- shelf, so it does not move the online store's stock
-               WHEN t.change_type = 'bopis' AND s.name = 'online' THEN 0
+               WHEN t.change_type = 'bopis' AND lower(trim(s.name)) = 'online' THEN 0
                ELSE e.quantity
            END AS counted_change
     FROM ordered e
@@ -40,6 +41,6 @@ counted AS (
     WHERE NOT is_duplicate(e.sent_again)
 )
 SELECT *,
-       stock_level(counted_change, CASE WHEN event_order = 0 THEN quantity END)
+       stock_level(counted_change, CASE WHEN event_order <= 0 THEN quantity END)
            OVER (PARTITION BY store_id, item_id ORDER BY stock_seq) AS final_quantity
 FROM counted;

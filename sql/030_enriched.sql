@@ -1,9 +1,10 @@
 -- The consolidated table for Tableau (SPEC 2). Column names and order are a
--- contract: existing workbooks bind to them. The item is joined last, so its
--- columns do not travel through the sort of the stock order.
+-- contract: existing workbooks bind to them. stock_seq comes last, for the
+-- views after this one; pos-etl does not write it. The item is joined last,
+-- so its columns do not travel through the sort of the stock order.
 CREATE VIEW enriched AS
 SELECT e.item_id,
-       CASE WHEN e.store_name = 'online' THEN NULL ELSE e.employee_id END AS employee_id,
+       CASE WHEN lower(trim(e.store_name)) = 'online' THEN NULL ELSE e.employee_id END AS employee_id,
        e.store_id,
        e.date_time,
        e.quantity,
@@ -21,7 +22,10 @@ SELECT e.item_id,
        i.name AS item_name,
        i.supplier_id,
        i.safety_stock_quantity,
-       CASE WHEN e.change_type IN ('sale', 'bopis') THEN abs(e.quantity) END AS sales
+       CASE WHEN e.change_type IN ('sale', 'bopis') THEN abs(e.quantity) END AS sales,
+       e.stock_seq
 FROM inventory_timeline e
 LEFT JOIN item i ON i.item_id = e.item_id
+-- the carried stock is not an event of this run
+WHERE e.event_order >= 0
 ORDER BY e.store_id, e.item_id, e.stock_seq;

@@ -33,6 +33,9 @@ pub struct Job<'a> {
     pub enriched: &'a Output,
     /// Where `current_inventory` goes, if anywhere.
     pub current_inventory: Option<&'a Output>,
+    /// Whether `enriched` keeps the rules' stock_seq column: the report's
+    /// scratch copy does, for its views; the outputs of SPEC 2 do not.
+    pub keep_stock_seq: bool,
 }
 
 /// What a run computed, for the caller to commit.
@@ -53,12 +56,13 @@ pub async fn run(job: &Job<'_>, progress: &Progress, commit: &mut Commit) -> any
     let enriched_writer = job.enriched.open(commit)?;
     let current_writer = job.current_inventory.map(|output| output.open(commit)).transpose()?;
     let inputs = open_inputs(job, progress).await?;
-    let outputs = pipeline::enrich(&ctx, inputs.tables, job.rules).await.context("running the SQL rules")?;
+    let outputs = pipeline::enrich(&ctx, inputs.tables, None, job.rules).await.context("running the SQL rules")?;
     let duplicates = outputs.duplicates();
     let (enriched, current_inventory) = outputs
         .execute(job.current_inventory.is_some())
         .await
         .context("planning the output views")?;
+    let enriched = if job.keep_stock_seq { enriched } else { pipeline::without_stock_seq(enriched) };
     let mut unmatched = UnmatchedLookups::default();
     let resources = job.run.resources;
     let write_enriched =

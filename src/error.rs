@@ -43,6 +43,15 @@ pub enum RejectReason {
     BadDateTime {
         /// The text found.
         value: String,
+        /// What was expected instead.
+        expected: &'static str,
+    },
+    /// A quantity of 2^31 or more, either way: no shelf holds that many.
+    OutOfRange {
+        /// The column.
+        column: &'static str,
+        /// The text found.
+        value: String,
     },
     /// A lookup row repeats an id of an earlier row.
     DuplicateKey {
@@ -60,6 +69,13 @@ pub enum RejectReason {
     },
     /// A transaction-form message has an empty `items` list.
     NoItems,
+    /// An item line of a transaction-form message is bad, and so is the whole transaction.
+    BadItemLine {
+        /// The line, counting from 1.
+        line: usize,
+        /// What is wrong with it.
+        reason: Box<RejectReason>,
+    },
     /// A field is not valid UTF-8.
     NotUtf8 {
         /// The column.
@@ -77,10 +93,12 @@ impl fmt::Display for RejectReason {
             RejectReason::NotAnInteger { column, value } => {
                 write!(f, "{column} is not an integer: '{value}'")
             }
-            RejectReason::BadDateTime { value } => write!(
-                f,
-                "date_time is not a date: '{value}' (expected 2021-01-03 14:05:00, 1/3/2021 2:05 PM or ISO 8601)"
-            ),
+            RejectReason::BadDateTime { value, expected } => {
+                write!(f, "date_time is not a date: '{value}' ({expected})")
+            }
+            RejectReason::OutOfRange { column, value } => {
+                write!(f, "{column} is out of range: '{value}' (a quantity is less than 2^31 either way)")
+            }
             RejectReason::DuplicateKey { column, value, first_line } => {
                 write!(f, "{column} {value} is already defined on line {first_line}")
             }
@@ -88,6 +106,9 @@ impl fmt::Display for RejectReason {
                 write!(f, "not valid JSON of either form: {detail}")
             }
             RejectReason::NoItems => write!(f, "the transaction has no items"),
+            RejectReason::BadItemLine { line, reason } => {
+                write!(f, "item {line} of the transaction, so the whole transaction: {reason}")
+            }
             RejectReason::NotUtf8 { column } => write!(f, "{column} is not valid UTF-8"),
         }
     }
@@ -328,4 +349,76 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
         cause.is::<TooManyRejects>() || cause.is::<crate::config::ConfigError>()
     };
     if error.chain().any(usage_or_input) { 2 } else { 1 }
+}
+
+/// The error and its causes on one line, each cause once. Libraries often
+/// repeat their cause in their own message (librdkafka's "Meta data fetch
+/// error: BrokerTransportFailure (…)" over "BrokerTransportFailure (…)",
+/// DataFusion's "External error: …" over the error itself), so a cause whose
+/// message holds a deeper cause's text is left out, and the deeper one says it.
+pub fn one_line(error: &anyhow::Error) -> String {
+    let messages: Vec<String> = error.chain().map(|cause| cause.to_string().trim().to_string()).collect();
+    // The text of a message past a leading "label: ", which a wrapper may quote.
+    let core = |message: &str| message.split_once(": ").map_or(message, |(_, rest)| rest).to_string();
+    let repeats_a_deeper_cause = |index: usize| {
+        messages[index + 1..].iter().any(|deeper| {
+            let deeper_core = core(deeper);
+            messages[index].contains(deeper.as_str()) || (deeper_core.len() >= 8 && messages[index].contains(&deeper_core))
+        })
+    };
+    let kept: Vec<&str> = messages
+        .iter()
+        .enumerate()
+        .filter(|(index, message)| !message.is_empty() && (*index == 0 || !repeats_a_deeper_cause(*index)))
+        .map(|(_, message)| message.as_str())
+        .collect();
+    kept.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Message(String, #[source] Option<Box<Message>>);
+
+    fn chain(messages: &[&str]) -> anyhow::Error {
+        let error = messages
+            .iter()
+            .rev()
+            .fold(None, |source, message| Some(Message(message.to_string(), source.map(Box::new))))
+            .expect("at least one message");
+        error.into()
+    }
+
+    #[test]
+    fn each_cause_is_told_once() {
+        let cases = [
+            (
+                vec![
+                    "cannot reach Kafka brokers k:1 within 1 s",
+                    "Meta data fetch error: BrokerTransportFailure (Local: Broker transport failure)",
+                    "BrokerTransportFailure (Local: Broker transport failure)",
+                ],
+                "cannot reach Kafka brokers k:1 within 1 s: BrokerTransportFailure (Local: Broker transport failure)",
+            ),
+            (
+                vec!["computing e.csv failed", "External error: disk full", "disk full"],
+                "computing e.csv failed: disk full",
+            ),
+            (vec!["cannot write e.csv", "No space left on device (os error 28)"], "cannot write e.csv: No space left on device (os error 28)"),
+            (
+                vec![
+                    "sql/020.sql failed",
+                    "SQL error: ParserError(\"Expected: ), found: DESC at Line: 20, Column: 62\")",
+                    "sql parser error: Expected: ), found: DESC at Line: 20, Column: 62",
+                ],
+                "sql/020.sql failed: sql parser error: Expected: ), found: DESC at Line: 20, Column: 62",
+            ),
+        ];
+        for (messages, expected) in cases {
+            assert_eq!(one_line(&chain(&messages)), expected);
+        }
+    }
 }

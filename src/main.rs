@@ -17,7 +17,7 @@ async fn main() -> ExitCode {
     match run(Cli::parse().command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("pos-etl: {error:#}");
+            eprintln!("pos-etl: {}", error::one_line(&error));
             ExitCode::from(error::exit_code(&error))
         }
     }

@@ -59,7 +59,7 @@ fn each_kind_of_bad_record_is_rejected_and_accounted_for() {
              {changes}:4,\"expected 6 fields, found 7\",\"T3,10,1,2021-01-03 10:00:00,-2,1,extra\"\n\
              {changes}:5,item_id is not an integer: 'ten',\"T4,ten,1,2021-01-03 10:00:00,-2,1\"\n\
              {changes}:6,quantity is not an integer: '-2.5',\"T5,10,1,2021-01-03 10:00:00,-2.5,1\"\n\
-             {changes}:7,\"date_time is not a date: '31/12/2021 10:00' (expected 2021-01-03 14:05:00, 1/3/2021 2:05 PM or ISO 8601)\",\"T6,10,1,31/12/2021 10:00,-2,1\"\n\
+             {changes}:7,date_time is not a date: '31/12/2021 10:00' (no such date; 1/3/2021 is January 3),\"T6,10,1,31/12/2021 10:00,-2,1\"\n\
              {changes}:8,trans_id is empty,\",10,1,2021-01-03 10:00:00,-2,1\"\n\
              {changes}:9,date_time is empty,\"T7,10,1,,-2,1\"\n\
              {changes}:10,change_type_id is empty,\"\"\"T8,x\"\",10,1,2021-01-03 10:00:00,-1,\"\n"

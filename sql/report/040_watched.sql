@@ -34,7 +34,8 @@ FROM (
 
 -- Every hour of the period for every watched pair: units sold, restocked and
 -- shrunk in it, and the stock at its end (the final_quantity of its last
--- event in the stock order of SPEC 2.1, carried through hours without events).
+-- event in the stock order of SPEC 2.1, stock_seq, carried through hours
+-- without events).
 -- Read by low_stock and item_hourly, so computed once.
 CREATE TABLE hourly_activity AS
 WITH activity AS (
@@ -44,8 +45,7 @@ WITH activity AS (
            sum(e.sales) AS units_sold,
            sum(CASE WHEN e.change_type = 'restock' THEN e.quantity END) AS restocked,
            sum(CASE WHEN e.change_type = 'shrink' THEN -e.quantity END) AS shrunk,
-           last_value(e.final_quantity ORDER BY e.date_time, e.source_type <> 'snapshot_only',
-                      e.trans_id, e.quantity, e.employee_id, e.change_type_id) AS closing_stock
+           last_value(e.final_quantity ORDER BY e.stock_seq) AS closing_stock
     FROM enriched e
     JOIN watched_pairs w ON w.store_id = e.store_id AND w.item_id = e.item_id
     GROUP BY e.store_id, e.item_id, date_trunc('hour', e.date_time)

@@ -22,6 +22,7 @@ pub async fn run(config: &EnrichConfig) -> anyhow::Result<Summary> {
         rules: &rules,
         enriched: &config.enriched,
         current_inventory: config.current_inventory.as_ref(),
+        keep_stock_seq: false,
     };
     let mut commit = Commit::new();
     let enriched = enrichment::run(&job, &progress, &mut commit).await?;

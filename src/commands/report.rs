@@ -48,6 +48,7 @@ pub async fn run(config: &ReportConfig) -> anyhow::Result<Summary> {
         rules: &enrich_rules,
         enriched: &enriched,
         current_inventory: Some(&current_inventory),
+        keep_stock_seq: true,
     };
     let mut scratch_files = Commit::scratch();
     let enriched = enrichment::run(&job, &progress, &mut scratch_files).await?;

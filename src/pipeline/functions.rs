@@ -243,8 +243,9 @@ impl StockLevelEvaluator {
         };
         self.level = match value_at(&values[1]) {
             Some(count) => Some(count),
-            // wrapping, as DataFusion's SUM of Int64 does
-            None => self.level.map(|level| level.wrapping_add(value_at(&values[0]).unwrap_or(0))),
+            // Quantities are less than 2^31 either way (SPEC 1.1), so no real
+            // stock comes near the bounds; at them it stops, never wraps.
+            None => self.level.map(|level| level.saturating_add(value_at(&values[0]).unwrap_or(0))),
         };
         self.level
     }

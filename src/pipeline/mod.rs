@@ -11,6 +11,7 @@ mod shared;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::config::SpillCompression;
@@ -20,6 +21,8 @@ use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::execution::disk_manager::DiskManagerBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::expr::ScalarFunction;
@@ -35,6 +38,37 @@ use shared::Feed;
 pub const ENRICHED: &str = "enriched";
 /// The view holding the stock now per store and item (SPEC 3).
 pub const CURRENT_INVENTORY: &str = "current_inventory";
+/// The table of the stock carried into an incremental run, per store and
+/// item: the state after the last event applied before the run's.
+pub const STOCK_STATE: &str = "stock_state";
+/// The column of `enriched` numbering its rows in the stock order (SPEC 2.1)
+/// within their store and item, for the views after it; not an output column.
+pub const STOCK_SEQ: &str = "stock_seq";
+
+/// The columns of [`STOCK_STATE`].
+pub fn stock_state_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("store_id", DataType::Int64, false),
+        Field::new("item_id", DataType::Int64, false),
+        // The last applied event's time, and the stock after it (NULL before any snapshot).
+        Field::new("date_time", DataType::Timestamp(TimeUnit::Second, None), false),
+        Field::new("final_quantity", DataType::Int64, true),
+        // The count of the last snapshot up to then (NULL if none).
+        Field::new("snapshot_quantity", DataType::Int64, true),
+    ]))
+}
+
+/// `stream` without [`STOCK_SEQ`]: the columns of SPEC 2 that pos-etl writes.
+pub fn without_stock_seq(stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    let schema = stream.schema();
+    let Ok(hidden) = schema.index_of(STOCK_SEQ) else {
+        return stream;
+    };
+    let keep: Vec<usize> = (0..schema.fields().len()).filter(|&index| index != hidden).collect();
+    let projected = Arc::new(schema.project(&keep).expect("indices of the schema"));
+    let batches = stream.map(move |batch| batch.and_then(|batch| Ok(batch.project(&keep)?)));
+    Box::pin(RecordBatchStreamAdapter::new(projected, batches))
+}
 
 /// The outputs of the rules, not yet computed.
 pub struct Outputs {
@@ -200,14 +234,22 @@ pub fn memory_table(
     Ok(Arc::new(mem))
 }
 
-/// Registers the input tables in `ctx`, runs every rule file in order, and
-/// returns the output views. A table missing from `tables` is registered empty.
+/// Registers the input tables in `ctx`, and `state` as [`STOCK_STATE`] (empty
+/// if `None`: a full run), runs every rule file in order, and returns the
+/// output views. A table missing from `tables` is registered empty.
 pub async fn enrich(
     ctx: &SessionContext,
     tables: Vec<(Table, Arc<dyn TableProvider>)>,
+    state: Option<Arc<dyn TableProvider>>,
     rules: &Rules,
 ) -> Result<Outputs, PipelineError> {
     register_tables(ctx, tables)?;
+    let register_error = |source| PipelineError::Register { table: STOCK_STATE, source };
+    let state = match state {
+        Some(state) => state,
+        None => Arc::new(MemTable::try_new(stock_state_schema(), vec![Vec::new()]).map_err(register_error)?),
+    };
+    ctx.register_table(STOCK_STATE, state).map_err(register_error)?;
     let duplicates = Arc::new(AtomicU64::new(0));
     ctx.register_udf(DuplicateCounter::udf(Some(duplicates.clone())));
     let mut enriched = None;

@@ -72,7 +72,7 @@ fn figure(id: &str, caption: Option<&str>, body: &str) -> String {
 
 fn top_items(table: &ReportTable) -> String {
     let names = table.texts("item_name");
-    let ids = table.numbers("item_id");
+    let ids = table.ids("item_id");
     let ranks = table.numbers("rank");
     let units = table.numbers("units_sold");
     let shares = table.numbers("share_of_units");
@@ -107,14 +107,15 @@ fn top_items(table: &ReportTable) -> String {
 
 fn sales_by_store(table: &ReportTable) -> String {
     let stores = table.texts("store_name");
-    let ids = table.numbers("store_id");
+    let ids = table.ids("store_id");
     let days = table.texts("day");
     let units = table.numbers("units_sold");
     let mut lines: Vec<Line> = Vec::new();
     for i in 0..table.rows() {
-        let name = stores[i].clone().unwrap_or_else(|| format!("store {}", ids[i].unwrap_or(0.0)));
-        if lines.last().is_none_or(|l| l.label != name) {
-            lines.push(Line { label: name, points: Vec::new(), color: PALETTE[lines.len() % PALETTE.len()] });
+        // One line per store id: two stores without a name are two lines.
+        if i == 0 || ids[i] != ids[i - 1] {
+            let label = store_label(ids[i], stores[i].as_deref());
+            lines.push(Line { label, points: Vec::new(), color: PALETTE[lines.len() % PALETTE.len()] });
         }
         let line = lines.last_mut().expect("just pushed");
         line.points.push((line.points.len() as f64, units[i].unwrap_or(0.0)));
@@ -127,7 +128,7 @@ fn sales_by_store(table: &ReportTable) -> String {
 
 fn forecasts(forecast: &ReportTable, accuracy: &ReportTable, mean_mase: Option<(f64, f64)>) -> String {
     let kinds = forecast.texts("series_kind");
-    let ids = forecast.numbers("series_id");
+    let ids = forecast.ids("series_id");
     let names = forecast.texts("series_name");
     let days = forecast.texts("day");
     let actual = forecast.numbers("units_sold");
@@ -166,7 +167,7 @@ fn forecasts(forecast: &ReportTable, accuracy: &ReportTable, mean_mase: Option<(
         let kind = kinds[start].as_deref().unwrap_or("series");
         let title = match kind {
             "item" => item_label(ids[start], names[start].as_deref()),
-            _ => names[start].clone().unwrap_or_else(|| format!("store {}", ids[start].unwrap_or(0.0))),
+            _ => store_label(ids[start], names[start].as_deref()),
         };
         let score = match (mases.get(index).copied().flatten(), naive.get(index).copied().flatten()) {
             (Some(m), Some(n)) => format!(" · back-test MASE {m:.2} (seasonal naive {n:.2})"),
@@ -190,7 +191,8 @@ fn forecasts(forecast: &ReportTable, accuracy: &ReportTable, mean_mase: Option<(
 fn low_stock(table: &ReportTable) -> String {
     let ranks = table.numbers("rank");
     let stores = table.texts("store_name");
-    let ids = table.numbers("item_id");
+    let store_ids = table.ids("store_id");
+    let ids = table.ids("item_id");
     let names = table.texts("item_name");
     let current = table.numbers("current_inventory");
     let safety = table.numbers("safety_stock_quantity");
@@ -207,7 +209,7 @@ fn low_stock(table: &ReportTable) -> String {
             rows,
             "<tr><td class=\"n\">{rank}</td><td>{store}</td><td>{item}</td><td class=\"n\"{class}>{current}</td><td class=\"n\">{safety}</td><td>{stock_line}</td><td>{sold_line}</td></tr>\n",
             rank = ranks[start].unwrap_or(0.0),
-            store = escape(stores[start].as_deref().unwrap_or("")),
+            store = escape(&store_label(store_ids[start], stores[start].as_deref())),
             item = escape(&item_label(ids[start], names[start].as_deref())),
             current = number(current[start]),
             safety = number(safety[start]),
@@ -225,17 +227,20 @@ fn low_stock(table: &ReportTable) -> String {
 
 fn seasonality(table: &ReportTable) -> String {
     let stores = table.texts("store_name");
+    let store_ids = table.ids("store_id");
     let days = table.numbers("day_of_week");
     let hours = table.numbers("hour_of_day");
     let index = table.numbers("index");
     let units = table.numbers("units_sold");
     let (cell_w, cell_h, left, top) = (34.0, 22.0, 40.0, 16.0);
-    let max = index.iter().flatten().copied().fold(0.0, f64::max).max(1e-9);
     let mut figures = String::new();
     let mut start = 0;
     let mut store_number = 0;
     while start < table.rows() {
-        let end = (start..table.rows()).find(|&i| stores[i] != stores[start]).unwrap_or(table.rows());
+        // One heatmap per store id, on a scale of its own: a store with a
+        // handful of sales at one hour must not pale every other store.
+        let end = (start..table.rows()).find(|&i| store_ids[i] != store_ids[start]).unwrap_or(table.rows());
+        let max = index[start..end].iter().flatten().copied().fold(0.0, f64::max).max(1e-9);
         let mut svg = format!(r#"<svg viewBox="0 0 {} {}" role="img" aria-label="units by weekday and hour">"#, left + 24.0 * cell_w, top + 7.0 * cell_h);
         for hour in (0..24).step_by(3) {
             let _ = write!(svg, r#"<text x="{:.1}" y="11">{hour:02}h</text>"#, left + hour as f64 * cell_w + 2.0);
@@ -259,12 +264,12 @@ fn seasonality(table: &ReportTable) -> String {
             );
         }
         svg += "</svg>";
-        let name = stores[start].clone().unwrap_or_default();
+        let name = store_label(store_ids[start], stores[start].as_deref());
         figures += &figure(&format!("chart-seasonality-{store_number}"), Some(&name), &svg);
         start = end;
         store_number += 1;
     }
-    let note = "<p class=\"note\">Index: units sold in the hour, per occurrence of its weekday, over the store's average hour (darker is busier).</p>\n";
+    let note = "<p class=\"note\">Index: units sold in the hour, per occurrence of its weekday, over the store's average hour (darker is busier, on each store's own scale).</p>\n";
     section("seasonality", "When each store sells", &(note.to_string() + &figures))
 }
 
@@ -450,11 +455,21 @@ fn number(value: Option<f64>) -> String {
     value.map_or_else(String::new, |v| format!("{v}"))
 }
 
-fn item_label(id: Option<f64>, name: Option<&str>) -> String {
+fn item_label(id: Option<i64>, name: Option<&str>) -> String {
+    label("item", id, name)
+}
+
+fn store_label(id: Option<i64>, name: Option<&str>) -> String {
+    label("store", id, name)
+}
+
+/// A store's or an item's name, or, where its id has no lookup row, the id
+/// and a note saying so.
+fn label(kind: &str, id: Option<i64>, name: Option<&str>) -> String {
     match (name, id) {
         (Some(name), _) => name.to_string(),
-        (None, Some(id)) => format!("item {id}"),
-        (None, None) => "unknown item".to_string(),
+        (None, Some(id)) => format!("{kind} {id} (no lookup row)"),
+        (None, None) => format!("unknown {kind}"),
     }
 }
 

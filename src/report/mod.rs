@@ -66,6 +66,13 @@ impl ReportTable {
         array.as_primitive::<arrow::datatypes::Float64Type>().iter().collect()
     }
 
+    /// A column of ids as integers (nulls as `None`); never through floats,
+    /// which would merge ids above 2^53.
+    pub fn ids(&self, column: &str) -> Vec<Option<i64>> {
+        let array = self.cast(column, &DataType::Int64);
+        array.as_primitive::<arrow::datatypes::Int64Type>().iter().collect()
+    }
+
     /// A column as text, dates and timestamps included (nulls as `None`).
     pub fn texts(&self, column: &str) -> Vec<Option<String>> {
         let array = self.cast(column, &DataType::Utf8);
@@ -160,7 +167,7 @@ struct Series {
 fn split_series(table: &ReportTable) -> Vec<Series> {
     let batch = &table.batch;
     let kinds = table.texts("series_kind");
-    let ids = table.numbers("series_id");
+    let ids = table.ids("series_id");
     let names = table.texts("series_name");
     let days = cast(batch.column_by_name("day").expect("forecast_series.day"), &DataType::Date32)
         .expect("day is a date");
@@ -169,7 +176,7 @@ fn split_series(table: &ReportTable) -> Vec<Series> {
     let mut series: Vec<Series> = Vec::new();
     for row in 0..table.rows() {
         let kind = kinds[row].clone().unwrap_or_default();
-        let id = ids[row].map(|id| id as i64);
+        let id = ids[row];
         let same = series.last().is_some_and(|s| s.kind == kind && s.id == id);
         if !same {
             series.push(Series { kind, id, name: names[row].clone(), days: Vec::new(), units: Vec::new() });
@@ -329,15 +336,15 @@ impl AccuracyRows {
 
 /// The profiles of `item_profiles` (long: item, profile, bucket, units).
 fn item_profiles(table: &ReportTable, days: usize) -> Vec<ItemProfile> {
-    let ids = table.numbers("item_id");
+    let ids = table.ids("item_id");
     let kinds = table.texts("profile");
     let buckets = table.numbers("bucket");
     let units = table.numbers("units_sold");
     let mut profiles: BTreeMap<i64, ItemProfile> = BTreeMap::new();
     for row in 0..table.rows() {
         let (Some(id), Some(bucket)) = (ids[row], buckets[row]) else { continue };
-        let profile = profiles.entry(id as i64).or_insert_with(|| ItemProfile {
-            item_id: id as i64,
+        let profile = profiles.entry(id).or_insert_with(|| ItemProfile {
+            item_id: id,
             by_day_of_week: [0.0; DAYS_OF_WEEK],
             by_hour: [0.0; HOURS],
             units_per_day: 0.0,
@@ -359,10 +366,10 @@ fn item_profiles(table: &ReportTable, days: usize) -> Vec<ItemProfile> {
 /// row per cluster, profile and bucket), empty when nothing was grouped.
 fn cluster_tables(profiles: &ReportTable, clustering: Option<&Clustering>) -> (ReportTable, ReportTable) {
     let names: BTreeMap<i64, Option<String>> = profiles
-        .numbers("item_id")
+        .ids("item_id")
         .into_iter()
         .zip(profiles.texts("item_name"))
-        .filter_map(|(id, name)| Some((id? as i64, name)))
+        .filter_map(|(id, name)| Some((id?, name)))
         .collect();
     let empty = Clustering { clusters: Vec::new(), assignments: Vec::new(), silhouette: f64::NAN };
     let clustering = clustering.unwrap_or(&empty);

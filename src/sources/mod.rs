@@ -21,6 +21,8 @@ use crate::error::Reject;
 pub enum ValueKind {
     /// A signed 64-bit integer.
     Int,
+    /// A signed integer less than 2^31 either way.
+    Quantity,
     /// Free text, kept as read.
     Text,
     /// A store-local wall-clock time in one of the dialects of SPEC 1.1.
@@ -62,14 +64,14 @@ const SNAPSHOT_COLUMNS: &[ColumnSpec] = &[
     column("employee_id", ValueKind::Int, false),
     column("store_id", ValueKind::Int, true),
     column("date_time", ValueKind::DateTime, true),
-    column("quantity", ValueKind::Int, true),
+    column("quantity", ValueKind::Quantity, true),
 ];
 const CHANGE_COLUMNS: &[ColumnSpec] = &[
     column("trans_id", ValueKind::TransId, true),
     column("item_id", ValueKind::Int, true),
     column("store_id", ValueKind::Int, true),
     column("date_time", ValueKind::DateTime, true),
-    column("quantity", ValueKind::Int, true),
+    column("quantity", ValueKind::Quantity, true),
     column("change_type_id", ValueKind::Int, true),
 ];
 
@@ -130,7 +132,7 @@ impl Table {
     pub fn schema(self) -> SchemaRef {
         let fields = self.columns().iter().map(|column| {
             let data_type = match column.kind {
-                ValueKind::Int => DataType::Int64,
+                ValueKind::Int | ValueKind::Quantity => DataType::Int64,
                 ValueKind::Text | ValueKind::TransId => DataType::Utf8,
                 ValueKind::DateTime => DataType::Timestamp(TimeUnit::Second, None),
             };

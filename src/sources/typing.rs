@@ -45,27 +45,40 @@ pub fn type_fields<'a>(
                 return Err(RejectReason::EmptyField { column: column.name });
             }
             *value = match column.kind {
-                ValueKind::Int => Value::Int(None),
+                ValueKind::Int | ValueKind::Quantity => Value::Int(None),
                 ValueKind::Text | ValueKind::TransId => Value::Text(None),
                 ValueKind::DateTime => Value::DateTime(None),
             };
             continue;
         }
         *value = match column.kind {
-            ValueKind::Int => Value::Int(Some(text.parse().map_err(|_| {
-                RejectReason::NotAnInteger { column: column.name, value: text.to_string() }
-            })?)),
+            ValueKind::Int => Value::Int(Some(parse_int(column, text)?)),
+            ValueKind::Quantity => {
+                let quantity = parse_int(column, text)?;
+                if quantity.unsigned_abs() >= MAX_QUANTITY {
+                    return Err(RejectReason::OutOfRange { column: column.name, value: text.to_string() });
+                }
+                Value::Int(Some(quantity))
+            }
             ValueKind::Text => Value::Text(Some(text)),
             ValueKind::TransId => Value::Text(Some(strip_braces(text))),
             ValueKind::DateTime => Value::DateTime(Some(
                 parse_date_time(text)
-                    .ok_or_else(|| RejectReason::BadDateTime { value: text.to_string() })?
+                    .map_err(|error| RejectReason::BadDateTime { value: text.to_string(), expected: error.expected() })?
                     .and_utc()
                     .timestamp(),
             )),
         };
     }
     Ok(values)
+}
+
+/// A quantity's absolute value is less than this (SPEC 1.1): 2^31. No shelf
+/// holds more, and a running stock of such quantities cannot overflow 64 bits.
+pub const MAX_QUANTITY: u64 = 1 << 31;
+
+fn parse_int(column: &ColumnSpec, text: &str) -> Result<i64, RejectReason> {
+    text.parse().map_err(|_| RejectReason::NotAnInteger { column: column.name, value: text.to_string() })
 }
 
 /// Column builders for one batch of a table.
@@ -89,7 +102,7 @@ impl BatchBuilder {
             .columns()
             .iter()
             .map(|column| match column.kind {
-                ValueKind::Int => ColumnBuilder::Int(Int64Builder::with_capacity(BATCH_ROWS)),
+                ValueKind::Int | ValueKind::Quantity => ColumnBuilder::Int(Int64Builder::with_capacity(BATCH_ROWS)),
                 ValueKind::Text | ValueKind::TransId => {
                     ColumnBuilder::Text(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 16))
                 }
