@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Table, TableRead};
-use crate::sources::csv::stream_file;
+use crate::sources::csv::{ReadPath, stream_file};
 
 /// Batches a partition reads ahead of the plan consuming them.
 const READ_AHEAD_BATCHES: usize = 4;
@@ -112,7 +112,7 @@ impl PartitionStream for FilesPartition {
                     // The plan stopped reading: it failed or has what it needs.
                     Err(_) => ControlFlow::Break(()),
                 };
-                match stream_file(table, &path, |bytes| on_bytes(bytes), on_batch) {
+                match stream_file(table, &path, ReadPath::Fast, |bytes| on_bytes(bytes), on_batch) {
                     Ok(read) => log.record(path, read),
                     Err(error) => {
                         let _ = sender.blocking_send(Err(DataFusionError::External(Box::new(error))));

@@ -12,7 +12,7 @@
 
 use std::io::BufRead;
 
-use super::dialect::UTF8_BOM;
+use crate::dialect::UTF8_BOM;
 
 /// A byte offset in a file and the line that byte is on (the first line is 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Builder, StringBuilder, TimestampSecondBuilder};
-use arrow::record_batch::RecordBatch;
+use arrow_array::builder::{Int64Builder, StringBuilder, TimestampSecondBuilder};
+use arrow_array::{ArrayRef, RecordBatch};
 
-use super::dialect::{parse_date_time, strip_braces};
-use super::{ColumnSpec, MAX_COLUMNS, Table, ValueKind};
-use crate::error::RejectReason;
+use crate::dialect::{parse_date_time, strip_braces};
+use crate::{ColumnSpec, MAX_COLUMNS, RejectReason, Table, ValueKind};
 
 /// Rows per record batch, DataFusion's default batch size.
 pub const BATCH_ROWS: usize = 8192;
