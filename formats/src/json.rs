@@ -125,6 +125,8 @@ impl MessageDecoder {
         let item_ids = lines.column_by_name("item_id").map(|a| a.as_string::<i32>().clone());
         let quantities = lines.column_by_name("quantity").map(|a| a.as_string::<i32>().clone());
         let columns = self.table.columns();
+        // Every line is typed before any is kept: a transaction is applied whole or not at all.
+        let mut typed = Vec::with_capacity(lines.len());
         for line in 0..lines.len() {
             let mut fields = *parent;
             for (field, column) in fields.iter_mut().zip(columns) {
@@ -135,7 +137,17 @@ impl MessageDecoder {
                 };
                 *field = from_line.as_ref().filter(|a| a.is_valid(line)).map(|a| a.value(line));
             }
-            self.type_row(&fields, message);
+            match type_fields(columns, &fields) {
+                Ok(values) => typed.push(values),
+                Err(reason) => {
+                    self.reject(message, RejectReason::BadItemLine { line: line + 1, reason: Box::new(reason) });
+                    return;
+                }
+            }
+        }
+        for values in &typed {
+            self.read.records += 1;
+            self.batch.append(&values[..columns.len()]);
         }
     }
 
@@ -252,5 +264,25 @@ mod tests {
         let text = arrow_cast::pretty::pretty_format_batches(&read.batches).unwrap().to_string();
         assert!(text.contains("| A        | 10      | 1        | 2021-01-03T10:00:00 | -2"), "{text}");
         assert!(text.contains("| B        | 20      | 1        | 2021-01-03T11:00:00 | 6"), "{text}");
+    }
+
+    #[test]
+    fn a_transaction_with_one_bad_line_is_rejected_whole() {
+        let read = decode(
+            Table::InventoryChange,
+            &[
+                r#"{"trans_id":"T","store_id":1,"date_time":"2021-01-03 10:00:00","change_type_id":1,"items":[{"item_id":10,"quantity":-1},{"item_id":11,"quantity":-9223372036854775808},{"item_id":12,"quantity":-1}]}"#,
+                r#"{"trans_id":"U","store_id":1,"date_time":"2021-01-03 10:05:00","change_type_id":1,"items":[{"item_id":10,"quantity":-1}]}"#,
+            ],
+        );
+        let rows: usize = read.batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 1, "only the good transaction's line");
+        assert_eq!(read.records, 2, "the bad transaction is one reject");
+        assert_eq!(read.rejects.len(), 1);
+        assert_eq!(read.rejects[0].origin, "t/0@0");
+        assert_eq!(
+            read.rejects[0].reason.to_string(),
+            "item 2 of the transaction, so the whole transaction: quantity is out of range: '-9223372036854775808' (a quantity is less than 2^31 either way)"
+        );
     }
 }
