@@ -8,4 +8,5 @@ mod generate;
 mod inputs;
 mod kafka;
 mod outputs;
+mod properties;
 mod report;
