@@ -96,9 +96,9 @@ const GENERATE_EXAMPLES: &str = "Examples:
 /// Flags of `pos-etl enrich`.
 #[derive(Debug, Args)]
 pub struct EnrichArgs {
-    /// Where to write the enriched table (`-` for CSV on stdout).
-    #[arg(long, value_name = "PATH")]
-    pub out: PathBuf,
+    /// Where to write the enriched table (`-` for CSV on stdout); not with --postgres.
+    #[arg(long, value_name = "PATH", required_unless_present = "postgres")]
+    pub out: Option<PathBuf>,
 
     /// Also write the current stock per store and item to PATH.
     #[arg(long, value_name = "PATH")]
@@ -117,9 +117,29 @@ pub struct EnrichArgs {
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<PathBuf>,
 
+    /// Where the tables go instead of files: a PostgreSQL database.
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+
     /// Inputs, rules and resources.
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// Flags naming a PostgreSQL destination.
+#[derive(Debug, Args)]
+pub struct PostgresArgs {
+    /// Write enriched, current_inventory and rejects as tables of this
+    /// PostgreSQL database (a libpq URI such as postgresql://pos@db:5432/pos;
+    /// PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and PGSSLMODE fill in
+    /// what it leaves out). The tables are loaded by COPY into new tables
+    /// that replace the old ones in one transaction.
+    #[arg(long, value_name = "URL", env = "POS_ETL_POSTGRES", hide_env_values = true)]
+    pub postgres: Option<String>,
+
+    /// The schema the tables go to (created if missing).
+    #[arg(long, value_name = "NAME", default_value = "public")]
+    pub pg_schema: String,
 }
 
 /// Flags of `pos-etl report`.

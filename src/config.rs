@@ -12,6 +12,7 @@ use crate::cli::{
 use crate::error::PipelineError;
 use crate::pipeline::{MIN_MEMORY_PER_THREAD, Resources, Rules};
 use crate::report::ReportSettings;
+use crate::sinks::postgres::PgTarget;
 use crate::sinks::{Destination, Output};
 use crate::sources::Table;
 
@@ -27,6 +28,15 @@ pub enum ConfigError {
     /// Two outputs cannot share stdout.
     #[error("only one output can go to stdout")]
     TwoStdouts,
+    /// Files and PostgreSQL tables in one run.
+    #[error("{flag} writes a file, --postgres (or POS_ETL_POSTGRES) tables: give one destination")]
+    TwoDestinations {
+        /// The file flag given.
+        flag: &'static str,
+    },
+    /// The PostgreSQL URL cannot be used.
+    #[error("--postgres: {0}")]
+    Postgres(String),
     /// The config file cannot be read or parsed.
     #[error("cannot use config file {path}: {detail}")]
     ConfigFile {
@@ -243,13 +253,22 @@ pub struct EnrichConfig {
     pub rejects: PathBuf,
     /// Where to write the JSON summary.
     pub summary_json: Option<PathBuf>,
+    /// The database the tables go to, if not files.
+    pub postgres: Option<PgTarget>,
 }
+
+/// The rejects file of a run whose main output is not a file.
+const DEFAULT_REJECTS: &str = "pos-etl.rejects.csv";
 
 impl TryFrom<EnrichArgs> for EnrichConfig {
     type Error = ConfigError;
 
     fn try_from(args: EnrichArgs) -> Result<Self, ConfigError> {
-        let enriched = output(&args.out, args.format)?;
+        if let Some(url) = args.postgres.postgres.clone() {
+            return EnrichConfig::postgres(&url, args);
+        }
+        let out = args.out.as_deref().expect("clap requires --out without --postgres");
+        let enriched = output(out, args.format)?;
         let current_inventory = args.current_out.as_deref().map(|path| output(path, args.format)).transpose()?;
         if enriched.destination == Destination::Stdout
             && current_inventory.as_ref().is_some_and(|o| o.destination == Destination::Stdout)
@@ -257,12 +276,12 @@ impl TryFrom<EnrichArgs> for EnrichConfig {
             return Err(ConfigError::TwoStdouts);
         }
         let rejects = args.rejects.unwrap_or_else(|| match &enriched.destination {
-            Destination::Stdout => PathBuf::from("pos-etl.rejects.csv"),
             Destination::File(path) => with_suffix(path, ".rejects.csv"),
+            _ => PathBuf::from(DEFAULT_REJECTS),
         });
         let file = |output: &Output| match &output.destination {
             Destination::File(path) => Some(path.clone()),
-            Destination::Stdout => None,
+            _ => None,
         };
         refuse_shared_files(&[
             ("--out", file(&enriched)),
@@ -276,6 +295,35 @@ impl TryFrom<EnrichArgs> for EnrichConfig {
             current_inventory,
             rejects,
             summary_json: args.summary_json,
+            postgres: None,
+        })
+    }
+}
+
+impl EnrichConfig {
+    /// The settings of a run that loads its tables into PostgreSQL.
+    fn postgres(url: &str, args: EnrichArgs) -> Result<EnrichConfig, ConfigError> {
+        let flag = [("--out", args.out.is_some()), ("--current-out", args.current_out.is_some()), ("--format", args.format.is_some())]
+            .into_iter()
+            .find_map(|(flag, given)| given.then_some(flag));
+        if let Some(flag) = flag {
+            return Err(ConfigError::TwoDestinations { flag });
+        }
+        let target = PgTarget::parse(url, &args.postgres.pg_schema, |name| std::env::var(name).ok())
+            .map_err(ConfigError::Postgres)?;
+        let table = |name: &str| Output {
+            destination: Destination::Postgres { table: name.to_string(), shown: format!("{target} schema {}", target.schema) },
+            format: Format::Csv,
+        };
+        let rejects = args.rejects.unwrap_or_else(|| PathBuf::from(DEFAULT_REJECTS));
+        refuse_shared_files(&[("--rejects", Some(rejects.clone())), ("--summary-json", args.summary_json.clone())])?;
+        Ok(EnrichConfig {
+            run: RunConfig::try_from(args.run)?,
+            enriched: table(crate::pipeline::ENRICHED),
+            current_inventory: Some(table(crate::pipeline::CURRENT_INVENTORY)),
+            rejects,
+            summary_json: args.summary_json,
+            postgres: Some(target),
         })
     }
 }

@@ -183,6 +183,33 @@ pub enum SinkError {
         /// How long this run waited.
         waited_secs: f64,
     },
+    /// PostgreSQL refused or failed a step of the load.
+    #[error("PostgreSQL: {action}: {}", postgres_message(cause))]
+    Postgres {
+        /// What pos-etl was doing, with the server (never its password) or table.
+        action: String,
+        /// The driver's error; its text is in the message, once (so not a `source`).
+        cause: tokio_postgres::Error,
+    },
+}
+
+/// A PostgreSQL error on one line: the server's message with its detail
+/// and hint, or the driver's with its cause (a refused connection, a timeout).
+fn postgres_message(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        let mut text = db.message().to_string();
+        if let Some(detail) = db.detail() {
+            text += &format!(" ({detail})");
+        }
+        if let Some(hint) = db.hint() {
+            text += &format!("; hint: {hint}");
+        }
+        return text;
+    }
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
+    }
 }
 
 /// More records were rejected than `--max-rejects` allows.

@@ -8,5 +8,6 @@ mod generate;
 mod inputs;
 mod kafka;
 mod outputs;
+mod postgres;
 mod properties;
 mod report;

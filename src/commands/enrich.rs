@@ -25,6 +25,11 @@ pub async fn run(config: &EnrichConfig) -> anyhow::Result<Summary> {
         keep_stock_seq: false,
     };
     let mut commit = Commit::new();
+    if let Some(target) = &config.postgres {
+        // Connected before anything is computed: a database that cannot be
+        // reached fails the run at once.
+        commit.attach(target.begin(config.run.lock_timeout).await?);
+    }
     let enriched = enrichment::run(&job, &progress, &mut commit).await?;
     let on_stdout = config.enriched.destination == Destination::Stdout;
     let mut summary =
@@ -39,7 +44,7 @@ fn lock_outputs(config: &EnrichConfig) -> anyhow::Result<Vec<OutputLock>> {
         .chain(&config.current_inventory)
         .filter_map(|output| match &output.destination {
             Destination::File(path) => Some(path),
-            Destination::Stdout => None,
+            _ => None,
         })
         .collect();
     paths.sort();

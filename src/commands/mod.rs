@@ -14,7 +14,8 @@ use crate::progress::Progress;
 use crate::sinks::{Commit, rejects};
 use crate::summary::Summary;
 
-/// Stages the rejects file of an enrich run in `commit` and returns the
+/// Stages the rejects file (and table, when the run loads PostgreSQL) of an
+/// enrich run in `commit` and returns the
 /// run's summary. Over `max_rejects`, nothing of the run is kept but the
 /// rejects file, committed alone for diagnosis, and the run fails (exit 2);
 /// `on_stdout` says that the enriched rows went to stdout, and so are out.
@@ -35,6 +36,9 @@ async fn stage_rejects(
         return Err(TooManyRejects { rejected: summary.rejected, limit, rejects: path.display().to_string(), on_stdout }.into());
     }
     commit.put(path, &bytes)?;
+    if let Some(load) = commit.postgres() {
+        load.put(rejects::TABLE, rejects::to_batch(&rejects)).await?;
+    }
     Ok(summary)
 }
 

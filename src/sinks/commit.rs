@@ -7,6 +7,10 @@
 //! deleted when the commit is dropped (or, after `kill -9`, left as a hidden
 //! `.<name>.<random>.tmp` beside its target).
 //!
+//! A run that loads PostgreSQL tables attaches its open transaction
+//! ([`PgLoad`]): the commit swaps the tables in and commits it first, then
+//! renames the files, so a failed database commit changes no file.
+//!
 //! One rename is atomic; a set of them is not. A crash in the middle of the
 //! renames (power loss, `kill -9` at that instant) leaves the files renamed so
 //! far new and the others old. The renames follow the order the files were
@@ -21,6 +25,7 @@ use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
 
 use crate::error::SinkError;
+use crate::sinks::postgres::PgLoad;
 
 /// A writer to a staged file.
 pub type StagedWriter = tokio::io::BufWriter<tokio::fs::File>;
@@ -33,6 +38,7 @@ const WRITE_BUFFER: usize = 1 << 20;
 pub struct Commit {
     files: Vec<StagedFile>,
     durable: bool,
+    postgres: Option<PgLoad>,
 }
 
 #[derive(Debug)]
@@ -47,13 +53,23 @@ struct StagedFile {
 impl Commit {
     /// A commit of outputs: synced to disk before they replace anything.
     pub fn new() -> Self {
-        Commit { files: Vec::new(), durable: true }
+        Commit { files: Vec::new(), durable: true, postgres: None }
     }
 
     /// A commit of scratch files only this run reads: not synced, since a
     /// crash leaves nothing anyone uses.
     pub fn scratch() -> Self {
-        Commit { files: Vec::new(), durable: false }
+        Commit { files: Vec::new(), durable: false, postgres: None }
+    }
+
+    /// Makes the tables of `load` part of this commit.
+    pub fn attach(&mut self, load: PgLoad) {
+        self.postgres = Some(load);
+    }
+
+    /// The PostgreSQL transaction of the run, if it loads tables.
+    pub fn postgres(&mut self) -> Option<&mut PgLoad> {
+        self.postgres.as_mut()
     }
 
     /// Stages a new version of `target` and returns a writer to it. The
@@ -100,8 +116,12 @@ impl Commit {
         Ok(self.files.last_mut().expect("just pushed"))
     }
 
-    /// Puts every staged file in place, in the order they were staged.
-    pub async fn commit(self) -> Result<(), SinkError> {
+    /// Commits the PostgreSQL tables, if any, then puts every staged file
+    /// in place, in the order they were staged.
+    pub async fn commit(mut self) -> Result<(), SinkError> {
+        if let Some(load) = self.postgres.take() {
+            load.commit().await?;
+        }
         tokio::task::spawn_blocking(move || self.commit_blocking()).await.expect("the commit task panicked")
     }
 

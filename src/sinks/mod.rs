@@ -1,6 +1,7 @@
 //! Sinks write record batch streams to their destination: CSV or Parquet
 //! files, staged in a [`Commit`] that puts every output of a run in place
-//! at once, or CSV on stdout. They also write the rejects file and hold the
+//! at once, PostgreSQL tables loaded in the run's transaction, or CSV on
+//! stdout. They also write the rejects file and hold the
 //! per-output lock.
 
 pub mod commit;
@@ -8,6 +9,7 @@ pub mod csv;
 pub mod kafka;
 pub mod lock;
 pub mod parquet;
+pub mod postgres;
 pub mod rejects;
 
 use std::path::PathBuf;
@@ -26,6 +28,13 @@ pub enum Destination {
     Stdout,
     /// A file, replaced when the run commits.
     File(PathBuf),
+    /// A PostgreSQL table, replaced when the run commits.
+    Postgres {
+        /// The table's name (in the run's schema).
+        table: String,
+        /// The server and schema, for messages (never a password).
+        shown: String,
+    },
 }
 
 impl std::fmt::Display for Destination {
@@ -33,6 +42,7 @@ impl std::fmt::Display for Destination {
         match self {
             Destination::Stdout => f.write_str("<stdout>"),
             Destination::File(path) => write!(f, "{}", path.display()),
+            Destination::Postgres { table, shown } => write!(f, "{shown} table {table}"),
         }
     }
 }
@@ -63,14 +73,20 @@ pub enum OutputWriter {
     Stdout(tokio::io::Stdout),
     /// A file staged in the run's [`Commit`].
     Staged(commit::StagedWriter),
+    /// A table loading in the run's PostgreSQL transaction.
+    Postgres(postgres::PgTableWriter),
 }
 
 impl Output {
-    /// Opens this output: stdout, or a new version of the file staged in `commit`.
+    /// Opens this output: stdout, or a new version of the file or table staged in `commit`.
     pub fn open(&self, commit: &mut Commit) -> Result<OutputWriter, SinkError> {
         Ok(match &self.destination {
             Destination::Stdout => OutputWriter::Stdout(tokio::io::stdout()),
             Destination::File(path) => OutputWriter::Staged(commit.stage(path)?),
+            Destination::Postgres { table, .. } => {
+                let load = commit.postgres().expect("a run with PostgreSQL outputs attaches its transaction first");
+                OutputWriter::Postgres(load.stage(table))
+            }
         })
     }
 
@@ -89,6 +105,7 @@ impl Output {
         match (writer, self.format) {
             (OutputWriter::Stdout(out), _) => csv::write(stream, out, &name, threads, on_batch).await,
             (OutputWriter::Staged(out), Format::Csv) => csv::write(stream, out, &name, threads, on_batch).await,
+            (OutputWriter::Postgres(table), _) => table.write(stream, on_batch).await.map(|rows| Written { rows, unread: 0 }),
             (OutputWriter::Staged(out), Format::Parquet) => {
                 parquet::write(stream, out, &name, on_batch).await.map(|rows| Written { rows, unread: 0 })
             }

@@ -1,0 +1,501 @@
+//! PostgreSQL as a destination (SPEC 5). A run opens one connection and one
+//! transaction: each output table is created under a loading name, filled
+//! by binary `COPY ... FROM STDIN` (Arrow batches encoded by pgpq), indexed
+//! and commented; at the commit the old tables are dropped and the loaded
+//! ones renamed in their place, then the transaction commits. Readers see
+//! the previous tables until that instant; a failed or killed run rolls
+//! back and leaves them as they were. Runs that load the same schema take
+//! turns on an advisory lock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::Schema;
+use arrow::record_batch::RecordBatch;
+use bytes::BytesMut;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use futures::{SinkExt, StreamExt};
+use pgpq::ArrowToPostgresBinaryEncoder;
+use pgpq::pg_schema::PostgresType;
+use tokio::sync::Mutex;
+use tokio_postgres::Client;
+use tokio_postgres::config::{Host, SslMode};
+
+use crate::error::SinkError;
+
+/// The suffix of a table while it loads, before it replaces its namesake.
+const LOADING: &str = "__pos_etl_new";
+
+/// Bytes of encoded rows sent to the server at a time.
+const COPY_CHUNK: usize = 4 << 20;
+
+/// Where tables go: a server, a database and a schema.
+#[derive(Clone)]
+pub struct PgTarget {
+    config: tokio_postgres::Config,
+    /// The connection as a URL without its password, for messages.
+    shown: String,
+    /// The schema the tables go to.
+    pub schema: String,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the config: it holds the password.
+        f.debug_struct("PgTarget").field("shown", &self.shown).field("schema", &self.schema).finish()
+    }
+}
+
+impl std::fmt::Display for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl PgTarget {
+    /// Reads a libpq connection URI (or `key=value` string); what it leaves
+    /// out is taken from the libpq variables `env` gives (PGHOST, PGPORT,
+    /// PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE), then libpq's defaults
+    /// (localhost, 5432, the login name). The error never repeats the input,
+    /// which may hold a password.
+    pub fn parse(url: &str, schema: &str, env: impl Fn(&str) -> Option<String>) -> Result<PgTarget, String> {
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|error: tokio_postgres::Error| format!("not a PostgreSQL connection URL: {error}"))?;
+        if config.get_hosts().is_empty() {
+            let host = env("PGHOST").unwrap_or_else(|| "localhost".to_string());
+            for host in host.split(',') {
+                match host.starts_with('/') {
+                    true => config.host_path(host),
+                    false => config.host(host),
+                };
+            }
+        }
+        if config.get_ports().is_empty() {
+            if let Some(port) = env("PGPORT") {
+                config.port(port.parse().map_err(|_| format!("PGPORT is not a port number: {port}"))?);
+            }
+        }
+        if config.get_user().is_none() {
+            let user = env("PGUSER").or_else(|| env("USER")).ok_or("no user: give one in the URL or PGUSER")?;
+            config.user(user);
+        }
+        if config.get_password().is_none() {
+            if let Some(password) = env("PGPASSWORD") {
+                config.password(password);
+            }
+        }
+        if config.get_dbname().is_none() {
+            if let Some(dbname) = env("PGDATABASE") {
+                config.dbname(dbname);
+            }
+        }
+        if !url.contains("sslmode") {
+            match env("PGSSLMODE").as_deref() {
+                None | Some("prefer") | Some("allow") => config.ssl_mode(SslMode::Prefer),
+                Some("disable") => config.ssl_mode(SslMode::Disable),
+                Some("require") => config.ssl_mode(SslMode::Require),
+                Some(other) => return Err(format!("PGSSLMODE={other} is not supported: use disable, prefer or require")),
+            };
+        }
+        config.application_name("pos-etl");
+        config.connect_timeout(Duration::from_secs(10));
+        let shown = shown(&config);
+        Ok(PgTarget { config, shown, schema: schema.to_string() })
+    }
+
+    /// Connects, begins the run's transaction and takes the schema's lock,
+    /// waiting up to `lock_timeout` for another run that holds it.
+    pub async fn begin(&self, lock_timeout: Duration) -> Result<PgLoad, SinkError> {
+        let error = |action: &str| {
+            let action = format!("{action} ({self})");
+            move |source| SinkError::Postgres { action, cause: source }
+        };
+        let mut tls = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
+            .map_err(|e| SinkError::Write { path: self.shown.clone(), source: e.into() })?;
+        // As libpq's prefer and require: encrypted, the server's certificate not checked.
+        tls.set_verify(openssl::ssl::SslVerifyMode::NONE);
+        let tls = postgres_openssl::MakeTlsConnector::new(tls.build());
+        let (client, connection) = self.config.connect(tls).await.map_err(error("cannot connect"))?;
+        tokio::spawn(async move {
+            // Its errors reach the client's next call; nothing to do here.
+            let _ = connection.await;
+        });
+        let schema = quote(&self.schema);
+        let lock = format!(
+            "BEGIN; SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock(hashtext({}));",
+            lock_timeout.as_millis().max(1),
+            literal(&format!("pos-etl load {}", self.schema)),
+        );
+        client.batch_execute(&lock).await.map_err(error("waiting for another run loading this schema (see --lock-timeout)"))?;
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&self.schema])
+            .await
+            .map_err(error("looking up the schema"))?;
+        if exists.is_none() {
+            client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.map_err(error("creating the schema"))?;
+        }
+        Ok(PgLoad { client: Arc::new(Mutex::new(client)), target: self.clone(), tables: Vec::new() })
+    }
+}
+
+/// The connection as a URL without its password.
+fn shown(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .iter()
+        .map(|host| match host {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or_default();
+    let dbname = config.get_dbname().unwrap_or(user);
+    format!("postgresql://{user}@{host}:{port}/{dbname}")
+}
+
+/// A run's open transaction: the tables it is loading, committed together.
+pub struct PgLoad {
+    client: Arc<Mutex<Client>>,
+    target: PgTarget,
+    /// The tables staged so far, in the order they were staged.
+    tables: Vec<String>,
+}
+
+impl std::fmt::Debug for PgLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgLoad").field("target", &self.target).field("tables", &self.tables).finish()
+    }
+}
+
+impl PgLoad {
+    /// Stages a new version of `table`: a writer that loads it under its
+    /// loading name, to replace the old one at the commit.
+    pub fn stage(&mut self, table: &str) -> PgTableWriter {
+        self.tables.push(table.to_string());
+        PgTableWriter { client: self.client.clone(), schema: self.target.schema.clone(), table: table.to_string() }
+    }
+
+    /// Stages `batch` as the whole new version of `table`.
+    pub async fn put(&mut self, table: &str, batch: RecordBatch) -> Result<u64, SinkError> {
+        let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+            batch.schema(),
+            futures::stream::once(async { Ok(batch) }),
+        );
+        self.stage(table).write(Box::pin(stream), |_| {}).await
+    }
+
+    /// Swaps every staged table in for the old one, and commits.
+    pub async fn commit(self) -> Result<(), SinkError> {
+        let client = self.client.lock().await;
+        let sql: String = self.tables.iter().map(|table| swap_sql(&self.target.schema, table)).collect();
+        let action = format!("replacing the tables {} ({})", self.tables.join(", "), self.target);
+        client.batch_execute(&format!("{sql}COMMIT;")).await.map_err(|source| SinkError::Postgres { action, cause: source })
+    }
+}
+
+/// Loads one table of a run. Several load at once (enriched, and the
+/// current_inventory computed from it) over the run's one connection: each
+/// keeps its batches in memory until the connection is free, then streams.
+pub struct PgTableWriter {
+    client: Arc<Mutex<Client>>,
+    schema: String,
+    table: String,
+}
+
+impl std::fmt::Debug for PgTableWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTableWriter").field("schema", &self.schema).field("table", &self.table).finish()
+    }
+}
+
+impl PgTableWriter {
+    /// Creates the loading table, copies every batch of `stream` into it,
+    /// then adds its index and comments. `on_batch` sees every batch first.
+    pub async fn write(
+        self,
+        mut stream: SendableRecordBatchStream,
+        mut on_batch: impl FnMut(&RecordBatch),
+    ) -> Result<u64, SinkError> {
+        let schema = stream.schema();
+        let mut waiting = Vec::new();
+        let mut copy: Option<Copy> = None;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|source| SinkError::Compute { path: self.table.clone(), source })?;
+            on_batch(&batch);
+            if copy.is_none() {
+                if let Ok(client) = self.client.clone().try_lock_owned() {
+                    copy = Some(Copy::start(client, &self.schema, &self.table, &schema).await?);
+                }
+            }
+            match &mut copy {
+                Some(copy) => {
+                    for batch in waiting.drain(..) {
+                        copy.send(&batch).await?;
+                    }
+                    copy.send(&batch).await?;
+                }
+                None => waiting.push(batch),
+            }
+        }
+        let mut copy = match copy {
+            Some(copy) => copy,
+            None => Copy::start(self.client.clone().lock_owned().await, &self.schema, &self.table, &schema).await?,
+        };
+        for batch in waiting.drain(..) {
+            copy.send(&batch).await?;
+        }
+        copy.finish(&schema).await
+    }
+}
+
+/// A `COPY ... FROM STDIN (FORMAT binary)` in progress, holding the connection.
+struct Copy {
+    client: tokio::sync::OwnedMutexGuard<Client>,
+    sink: std::pin::Pin<Box<tokio_postgres::CopyInSink<bytes::Bytes>>>,
+    encoder: ArrowToPostgresBinaryEncoder,
+    buffer: BytesMut,
+    schema: String,
+    table: String,
+    rows: u64,
+}
+
+impl Copy {
+    async fn start(
+        client: tokio::sync::OwnedMutexGuard<Client>,
+        schema: &str,
+        table: &str,
+        arrow: &Schema,
+    ) -> Result<Copy, SinkError> {
+        let error = |action: String| move |source| SinkError::Postgres { action, cause: source };
+        let encode_error = |e: pgpq::error::ErrorKind| SinkError::Write { path: table.to_string(), source: e.into() };
+        let mut encoder = ArrowToPostgresBinaryEncoder::try_new(arrow).map_err(encode_error)?;
+        let loading = qualified(schema, &format!("{table}{LOADING}"));
+        let columns: Vec<(String, String, bool)> = encoder
+            .schema()
+            .columns
+            .iter()
+            .map(|column| (column.name.clone(), sql_type(&column.data_type), column.nullable))
+            .collect();
+        let create = create_table_sql(&loading, &columns);
+        client.batch_execute(&create).await.map_err(error(format!("creating {loading}")))?;
+        let sink = client
+            .copy_in(&format!("COPY {loading} FROM STDIN (FORMAT binary)"))
+            .await
+            .map_err(error(format!("starting COPY into {loading}")))?;
+        let mut buffer = BytesMut::with_capacity(COPY_CHUNK);
+        encoder.write_header(&mut buffer).map_err(encode_error)?;
+        Ok(Copy { client, sink: Box::pin(sink), encoder, buffer, schema: schema.to_string(), table: table.to_string(), rows: 0 })
+    }
+
+    async fn send(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        self.encoder
+            .write_batch(batch, &mut self.buffer)
+            .map_err(|e| SinkError::Write { path: self.table.clone(), source: e.into() })?;
+        self.rows += batch.num_rows() as u64;
+        if self.buffer.len() >= COPY_CHUNK {
+            let chunk = self.buffer.split().freeze();
+            self.sink.send(chunk).await.map_err(|source| self.error("copying rows into", source))?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self, arrow: &Schema) -> Result<u64, SinkError> {
+        self.encoder
+            .write_footer(&mut self.buffer)
+            .map_err(|e| SinkError::Write { path: self.table.clone(), source: e.into() })?;
+        let chunk = self.buffer.split().freeze();
+        self.sink.send(chunk).await.map_err(|source| self.error("copying rows into", source))?;
+        self.sink.as_mut().finish().await.map_err(|source| self.error("finishing COPY into", source))?;
+        let names: Vec<&str> = arrow.fields().iter().map(|f| f.name().as_str()).collect();
+        let sql = finish_table_sql(&self.schema, &self.table, &names);
+        self.client.batch_execute(&sql).await.map_err(|source| self.error("indexing", source))?;
+        Ok(self.rows)
+    }
+
+    fn error(&self, action: &str, source: tokio_postgres::Error) -> SinkError {
+        let loading = qualified(&self.schema, &format!("{}{LOADING}", self.table));
+        SinkError::Postgres { action: format!("{action} {loading}"), cause: source }
+    }
+}
+
+/// The SQL type of SPEC 5 for a column pgpq encodes as `data_type`.
+fn sql_type(data_type: &PostgresType) -> String {
+    match data_type {
+        PostgresType::Int8 => "bigint".to_string(),
+        PostgresType::Text => "text".to_string(),
+        PostgresType::Timestamp => "timestamp".to_string(),
+        PostgresType::Bool => "boolean".to_string(),
+        other => other.name().unwrap_or_else(|| "text".to_string()),
+    }
+}
+
+/// `CREATE TABLE` for the loading table `name` (already qualified and quoted).
+fn create_table_sql(name: &str, columns: &[(String, String, bool)]) -> String {
+    let columns: Vec<String> = columns
+        .iter()
+        .map(|(column, sql_type, nullable)| {
+            format!("{} {sql_type}{}", quote(column), if *nullable { "" } else { " NOT NULL" })
+        })
+        .collect();
+    format!("DROP TABLE IF EXISTS {name}; CREATE TABLE {name} ({});", columns.join(", "))
+}
+
+/// The index a dashboard needs on `table` (its name suffix, its columns,
+/// whether it is the primary key), if the table has those columns.
+fn index_of(table: &str) -> Option<(&'static str, &'static [&'static str], bool)> {
+    match table {
+        "enriched" => Some(("store_item_time", &["store_id", "item_id", "date_time"], false)),
+        "current_inventory" => Some(("pkey", &["store_id", "item_id"], true)),
+        _ => None,
+    }
+}
+
+/// Indexes and comments for the loaded `table`, on its loading name.
+fn finish_table_sql(schema: &str, table: &str, columns: &[&str]) -> String {
+    let loading_name = format!("{table}{LOADING}");
+    let loading = qualified(schema, &loading_name);
+    let mut sql = String::new();
+    if let Some((suffix, keys, primary)) = index_of(table).filter(|(_, keys, _)| keys.iter().all(|k| columns.contains(k))) {
+        let index = quote(&format!("{loading_name}_{suffix}"));
+        let keys = keys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
+        sql += &match primary {
+            true => format!("ALTER TABLE {loading} ADD CONSTRAINT {index} PRIMARY KEY ({keys});"),
+            false => format!("CREATE INDEX {index} ON {loading} ({keys});"),
+        };
+    }
+    if let Some(comment) = table_comment(table) {
+        sql += &format!("COMMENT ON TABLE {loading} IS {};", literal(comment));
+    }
+    for column in columns {
+        if let Some(comment) = column_comment(table, column) {
+            sql += &format!("COMMENT ON COLUMN {loading}.{} IS {};", quote(column), literal(comment));
+        }
+    }
+    sql
+}
+
+/// Drops the old `table` and renames the loaded one (and its index) in its place.
+fn swap_sql(schema: &str, table: &str) -> String {
+    let loading_name = format!("{table}{LOADING}");
+    let mut sql = format!(
+        "DROP TABLE IF EXISTS {}; ALTER TABLE {} RENAME TO {};",
+        qualified(schema, table),
+        qualified(schema, &loading_name),
+        quote(table)
+    );
+    if let Some((suffix, ..)) = index_of(table) {
+        // The index exists if the table had its columns; renamed only then.
+        sql += &format!(
+            "ALTER INDEX IF EXISTS {} RENAME TO {};",
+            qualified(schema, &format!("{loading_name}_{suffix}")),
+            quote(&format!("{table}_{suffix}"))
+        );
+    }
+    sql
+}
+
+/// A quoted identifier: `"name"`, inner quotes doubled.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `"schema"."name"`.
+fn qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", quote(schema), quote(name))
+}
+
+/// A string literal: `'text'`, inner quotes doubled.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn table_comment(table: &str) -> Option<&'static str> {
+    Some(match table {
+        "enriched" => "Every distinct inventory event joined with its store, item and change type, with the stock after it (pos-etl, SPEC 2)",
+        "current_inventory" => "The stock now, per store and item that has a snapshot (pos-etl, SPEC 3)",
+        "rejects" => "Records pos-etl could not use, with where they were and why (SPEC 1.3)",
+        _ => return None,
+    })
+}
+
+/// What a column of an output table means (SPEC 2, 3 and 1.3).
+fn column_comment(table: &str, column: &str) -> Option<&'static str> {
+    Some(match (table, column) {
+        (_, "item_id") => "The item",
+        (_, "store_id") => "The store",
+        (_, "store_name") => "store.name; null if the store has no lookup row",
+        (_, "item_name") => "item.name; null if the item has no lookup row",
+        (_, "safety_stock_quantity") => "item.safety_stock_quantity",
+        (_, "date_time") if table == "current_inventory" => "The later of the latest snapshot and the last change",
+        (_, "date_time") => "When the event happened, store-local wall-clock time",
+        ("enriched", "employee_id") => "Who counted (snapshots); null for changes and the online store",
+        ("enriched", "quantity") => "The counted quantity (snapshot) or the signed change",
+        ("enriched", "source_type") => "snapshot_only, snapshot_with_change, or change_only before any snapshot",
+        ("enriched", "action") => "inventory report, or the change type",
+        ("enriched", "trans_id") => "The transaction, braces stripped; null for snapshots",
+        ("enriched", "change_type_id") => "The change type; null for snapshots",
+        ("enriched", "change_type") => "sale, shrink, restock or bopis; null for snapshots",
+        ("enriched", "final_quantity") => "The stock after this event; null before the first snapshot",
+        ("enriched", "supplier_id") => "item.supplier_id",
+        ("enriched", "sales") => "Units sold (sale or bopis), else null",
+        ("current_inventory", "snapshot_quantity") => "The latest snapshot's count",
+        ("current_inventory", "change_quantity") => "The sum of the counted changes since that snapshot",
+        ("current_inventory", "current_inventory") => "snapshot_quantity + change_quantity",
+        ("current_inventory", "below_safety_stock") => "current_inventory < safety_stock_quantity",
+        ("rejects", "source") => "file:line or topic/partition@offset",
+        ("rejects", "reason") => "Why the record was rejected",
+        ("rejects", "raw") => "The record as read",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(url: &str, env: &[(&str, &str)]) -> Result<PgTarget, String> {
+        PgTarget::parse(url, "public", |name| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn the_url_then_the_libpq_variables_fill_the_connection() {
+        let target = parse("postgresql://pos:secret@db.example:6543/sales", &[("PGHOST", "other"), ("PGUSER", "x")]).unwrap();
+        assert_eq!(target.to_string(), "postgresql://pos@db.example:6543/sales", "no password, URL first");
+        assert_eq!(target.config.get_password(), Some(&b"secret"[..]));
+        let env = [("PGHOST", "pg1"), ("PGPORT", "5433"), ("PGUSER", "etl"), ("PGPASSWORD", "pw"), ("PGDATABASE", "pos")];
+        let target = parse("postgresql://", &env).unwrap();
+        assert_eq!(target.to_string(), "postgresql://etl@pg1:5433/pos");
+        assert_eq!(target.config.get_password(), Some(&b"pw"[..]));
+        assert_eq!(parse("postgresql://", &[("USER", "me")]).unwrap().to_string(), "postgresql://me@localhost:5432/me");
+        assert!(matches!(parse("postgresql://", &[("USER", "me"), ("PGSSLMODE", "require")]).unwrap().config.get_ssl_mode(), SslMode::Require));
+    }
+
+    #[test]
+    fn a_bad_url_is_not_repeated_in_the_error() {
+        let error = parse("postgresql://pos:hunter2@host:notaport/db", &[]).unwrap_err();
+        assert!(!error.contains("hunter2"), "{error}");
+        assert!(!format!("{:?}", parse("postgresql://pos:hunter2@h/db", &[]).unwrap()).contains("hunter2"));
+    }
+
+    #[test]
+    fn identifiers_and_literals_are_quoted() {
+        assert_eq!(qualified("my \"schema\"", "enriched"), "\"my \"\"schema\"\"\".\"enriched\"");
+        assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(
+            swap_sql("public", "current_inventory"),
+            "DROP TABLE IF EXISTS \"public\".\"current_inventory\"; \
+             ALTER TABLE \"public\".\"current_inventory__pos_etl_new\" RENAME TO \"current_inventory\";\
+             ALTER INDEX IF EXISTS \"public\".\"current_inventory__pos_etl_new_pkey\" RENAME TO \"current_inventory_pkey\";"
+        );
+    }
+
+    #[test]
+    fn the_index_needs_its_columns() {
+        let sql = finish_table_sql("s", "enriched", &["store_id", "item_id", "date_time", "sales"]);
+        assert!(sql.starts_with("CREATE INDEX \"enriched__pos_etl_new_store_item_time\" ON \"s\".\"enriched__pos_etl_new\" (\"store_id\", \"item_id\", \"date_time\");"), "{sql}");
+        assert!(sql.contains("COMMENT ON COLUMN \"s\".\"enriched__pos_etl_new\".\"sales\" IS 'Units sold (sale or bopis), else null';"));
+        assert!(!finish_table_sql("s", "enriched", &["store_id", "sales"]).contains("INDEX"), "a user's rules dropped a key column");
+    }
+}
