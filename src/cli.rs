@@ -129,11 +129,12 @@ pub struct EnrichArgs {
 /// Flags naming a PostgreSQL destination.
 #[derive(Debug, Args)]
 pub struct PostgresArgs {
-    /// Write enriched, current_inventory and rejects as tables of this
-    /// PostgreSQL database (a libpq URI such as postgresql://pos@db:5432/pos;
-    /// PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and PGSSLMODE fill in
-    /// what it leaves out). The tables are loaded by COPY into new tables
-    /// that replace the old ones in one transaction.
+    /// Write the tables (enrich: enriched, current_inventory and rejects;
+    /// report: its tables and rejects) into this PostgreSQL database instead
+    /// of files: a libpq URI such as postgresql://pos@db:5432/pos; PGHOST,
+    /// PGPORT, PGUSER, PGPASSWORD, PGDATABASE and PGSSLMODE fill in what it
+    /// leaves out. The tables are loaded by COPY into new tables that
+    /// replace the old ones in one transaction.
     #[arg(long, value_name = "URL", env = "POS_ETL_POSTGRES", hide_env_values = true)]
     pub postgres: Option<String>,
 
@@ -168,6 +169,11 @@ pub struct ReportArgs {
     /// Also write the run summary as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<PathBuf>,
+
+    /// The report's tables into a PostgreSQL database (the page and
+    /// rejects.csv still go to --out-dir).
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
 
     /// Inputs, rules and resources.
     #[command(flatten)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 
 use crate::cli::{
-    EnrichArgs, Format, KafkaArgs, MessageForm, ProduceArgs, ProgressMode, ReportArgs, RunArgs, format_size,
+    EnrichArgs, Format, KafkaArgs, MessageForm, PostgresArgs, ProduceArgs, ProgressMode, ReportArgs, RunArgs, format_size,
 };
 use crate::error::PipelineError;
 use crate::pipeline::{MIN_MEMORY_PER_THREAD, Resources, Rules};
@@ -300,6 +300,11 @@ impl TryFrom<EnrichArgs> for EnrichConfig {
     }
 }
 
+/// The database of `--postgres URL`, its gaps filled from the environment as libpq would.
+fn pg_target(url: &str, args: &PostgresArgs) -> Result<PgTarget, ConfigError> {
+    PgTarget::parse(url, &args.pg_schema, |name| std::env::var(name).ok()).map_err(ConfigError::Postgres)
+}
+
 impl EnrichConfig {
     /// The settings of a run that loads its tables into PostgreSQL.
     fn postgres(url: &str, args: EnrichArgs) -> Result<EnrichConfig, ConfigError> {
@@ -309,12 +314,8 @@ impl EnrichConfig {
         if let Some(flag) = flag {
             return Err(ConfigError::TwoDestinations { flag });
         }
-        let target = PgTarget::parse(url, &args.postgres.pg_schema, |name| std::env::var(name).ok())
-            .map_err(ConfigError::Postgres)?;
-        let table = |name: &str| Output {
-            destination: Destination::Postgres { table: name.to_string(), shown: format!("{target} schema {}", target.schema) },
-            format: Format::Csv,
-        };
+        let target = pg_target(url, &args.postgres)?;
+        let table = |name: &str| Output { destination: Destination::table(&target, name), format: Format::Csv };
         let rejects = args.rejects.unwrap_or_else(|| PathBuf::from(DEFAULT_REJECTS));
         refuse_shared_files(&[("--rejects", Some(rejects.clone())), ("--summary-json", args.summary_json.clone())])?;
         Ok(EnrichConfig {
@@ -341,13 +342,17 @@ pub struct ReportConfig {
     pub settings: ReportSettings,
     /// Where to write the JSON summary.
     pub summary_json: Option<PathBuf>,
+    /// The database the tables go to, if not files.
+    pub postgres: Option<PgTarget>,
 }
 
 impl TryFrom<ReportArgs> for ReportConfig {
     type Error = ConfigError;
 
     fn try_from(args: ReportArgs) -> Result<Self, ConfigError> {
+        let postgres = args.postgres.postgres.as_deref().map(|url| pg_target(url, &args.postgres)).transpose()?;
         Ok(ReportConfig {
+            postgres,
             run: RunConfig::try_from(args.run)?,
             out_dir: args.out_dir,
             format: args.format,

@@ -188,3 +188,30 @@ fn a_reader_in_a_transaction_sees_the_old_table_until_the_swap() {
         assert!(count_rows().await > old, "a new transaction sees the new table");
     });
 }
+
+#[test]
+fn the_report_tables_go_to_postgres_and_the_page_to_its_directory() {
+    let pg = PgServer::start();
+    let work = Workdir::new();
+    generate(&work, "12", "21");
+    work.run(&["report", "--out-dir", "files", "--horizon", "7"]).expect_code(0);
+    work.run(&["report", "--out-dir", "db", "--horizon", "7", "--postgres", &pg.url]).expect_code(0);
+    let tables_as_files: Vec<String> = std::fs::read_dir(work.path().join("db"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".csv") && name != "rejects.csv")
+        .collect();
+    assert!(tables_as_files.is_empty(), "{tables_as_files:?}");
+    assert!(work.read("db/report.html").contains("<svg"));
+    assert_eq!(work.read("db/rejects.csv"), "source,reason,raw\n");
+    let mut tables = 0;
+    for entry in std::fs::read_dir(work.path().join("files")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let Some(table) = name.strip_suffix(".csv").filter(|t| *t != "rejects") else { continue };
+        let rows = work.read(&format!("files/{name}")).lines().count() as u64 - 1;
+        assert_eq!(count(&pg, table), rows, "{table}");
+        tables += 1;
+    }
+    assert!(tables >= 8, "every report table: {tables}");
+    assert_eq!(count(&pg, "rejects"), 0);
+}

@@ -1,6 +1,6 @@
 //! `pos-etl report`: run the enrich pipeline into scratch Parquet files
-//! beside the output, compute the report over them, and write its tables and
-//! page. Every file is staged and renamed into place only when all are
+//! beside the output, compute the report over them, and write its tables
+//! (files, or PostgreSQL tables) and page. Every file is staged and renamed into place only when all are
 //! written, so a failed run leaves the previous report whole.
 
 use std::path::Path;
@@ -18,6 +18,7 @@ use crate::pipeline::{self, CURRENT_INVENTORY, ENRICHED};
 use crate::progress::Progress;
 use crate::report::{self, Report};
 use crate::sinks::lock::OutputLock;
+use crate::sinks::postgres::PgTarget;
 use crate::sinks::{Commit, Destination, Output};
 use crate::summary::{ForecastSummary, OutputCounts, Summary};
 
@@ -31,6 +32,10 @@ pub async fn run(config: &ReportConfig) -> anyhow::Result<Summary> {
     let out_dir = &config.out_dir;
     std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
     let _lock = OutputLock::acquire(&out_dir.join(PAGE), config.run.lock_timeout)?;
+    let mut commit = Commit::new();
+    if let Some(target) = &config.postgres {
+        commit.attach(target.begin(config.run.lock_timeout).await?);
+    }
     let enrich_rules = config.run.rules.load()?;
     let report_rules = config.run.rules.load_report()?;
 
@@ -53,7 +58,6 @@ pub async fn run(config: &ReportConfig) -> anyhow::Result<Summary> {
     let mut scratch_files = Commit::scratch();
     let enriched = enrichment::run(&job, &progress, &mut scratch_files).await?;
     scratch_files.commit().await?;
-    let mut commit = Commit::new();
     let rejects = out_dir.join("rejects.csv");
     let mut summary = super::stage_rejects(enriched, &rejects, config.run.max_rejects, false, &mut commit).await?;
 
@@ -63,7 +67,12 @@ pub async fn run(config: &ReportConfig) -> anyhow::Result<Summary> {
         register_parquet(&ctx, view, &scratch_file(view)).await?;
     }
     let report = report::build(&ctx, &report_rules, &config.settings).await.context("computing the report")?;
-    summary.outputs = write_report(&report, out_dir, config.format, config.run.resources.threads, &mut commit).await?;
+    let tables = match &config.postgres {
+        Some(target) => Tables::Postgres(target),
+        None => Tables::Files { dir: out_dir, format: config.format },
+    };
+    summary.outputs = write_report(&report, &tables, config.run.resources.threads, &mut commit).await?;
+    commit.put(&out_dir.join(PAGE), report::html::render(&report).as_bytes())?;
     spinner.finish();
 
     summary.forecast = report.mean_mase.map(|(mase, naive)| ForecastSummary {
@@ -83,27 +92,44 @@ async fn register_parquet(ctx: &SessionContext, name: &str, path: &Path) -> anyh
         .with_context(|| format!("cannot read back {}", path.display()))
 }
 
-/// Writes every table and the page, staged in `commit`.
+/// Where the report's tables go.
+enum Tables<'a> {
+    /// Files in a directory, one per table.
+    Files { dir: &'a Path, format: Format },
+    /// Tables of a database.
+    Postgres(&'a PgTarget),
+}
+
+impl Tables<'_> {
+    fn output(&self, table: &str) -> Output {
+        match self {
+            Tables::Files { dir, format } => {
+                let extension = match format {
+                    Format::Csv => "csv",
+                    Format::Parquet => "parquet",
+                };
+                Output { destination: Destination::File(dir.join(format!("{table}.{extension}"))), format: *format }
+            }
+            Tables::Postgres(target) => Output { destination: Destination::table(target, table), format: Format::Csv },
+        }
+    }
+}
+
+/// Writes every table, staged in `commit`.
 async fn write_report(
     report: &Report,
-    out_dir: &Path,
-    format: Format,
+    tables: &Tables<'_>,
     threads: usize,
     commit: &mut Commit,
 ) -> anyhow::Result<Vec<OutputCounts>> {
-    let extension = match format {
-        Format::Csv => "csv",
-        Format::Parquet => "parquet",
-    };
     let mut counts = Vec::new();
     for table in &report.tables {
-        let output = Output { destination: Destination::File(out_dir.join(format!("{}.{extension}", table.name))), format };
+        let output = tables.output(table.name);
         let batch = table.batch.clone();
         let stream = RecordBatchStreamAdapter::new(batch.schema(), futures::stream::iter([Ok(batch)]));
         let writer = output.open(commit)?;
         let written = output.write(writer, Box::pin(stream), threads, |_| {}).await?;
         counts.push(OutputCounts::new(table.name, &output.destination, written));
     }
-    commit.put(&out_dir.join(PAGE), report::html::render(report).as_bytes())?;
     Ok(counts)
 }

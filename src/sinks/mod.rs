@@ -37,6 +37,13 @@ pub enum Destination {
     },
 }
 
+impl Destination {
+    /// The table `name` in the database and schema of `target`.
+    pub fn table(target: &postgres::PgTarget, name: &str) -> Destination {
+        Destination::Postgres { table: name.to_string(), shown: format!("{target} schema {}", target.schema) }
+    }
+}
+
 impl std::fmt::Display for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::datatypes::Schema;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use bytes::BytesMut;
 use datafusion::physical_plan::SendableRecordBatchStream;
@@ -218,12 +218,13 @@ impl PgTableWriter {
         mut stream: SendableRecordBatchStream,
         mut on_batch: impl FnMut(&RecordBatch),
     ) -> Result<u64, SinkError> {
-        let schema = stream.schema();
+        let schema = pg_schema(&stream.schema());
         let mut waiting = Vec::new();
         let mut copy: Option<Copy> = None;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(|source| SinkError::Compute { path: self.table.clone(), source })?;
             on_batch(&batch);
+            let batch = to_pg_types(batch, &schema).map_err(|e| SinkError::Write { path: self.table.clone(), source: e.into() })?;
             if copy.is_none() {
                 if let Ok(client) = self.client.clone().try_lock_owned() {
                     copy = Some(Copy::start(client, &self.schema, &self.table, &schema).await?);
@@ -318,6 +319,39 @@ impl Copy {
         let loading = qualified(&self.schema, &format!("{}{LOADING}", self.table));
         SinkError::Postgres { action: format!("{action} {loading}"), cause: source }
     }
+}
+
+/// `schema` with the types PostgreSQL cannot hold as they are replaced by
+/// the nearest it can: nanosecond times by microseconds (PostgreSQL's
+/// precision), unsigned integers by bigint.
+fn pg_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let data_type = match field.data_type() {
+                DataType::Timestamp(TimeUnit::Nanosecond, zone) => DataType::Timestamp(TimeUnit::Microsecond, zone.clone()),
+                DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => DataType::Int64,
+                other => other.clone(),
+            };
+            field.as_ref().clone().with_data_type(data_type)
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch` cast to `schema` (from [`pg_schema`]), if it differs.
+fn to_pg_types(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| arrow::compute::cast(column, field.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
 }
 
 /// The SQL type of SPEC 5 for a column pgpq encodes as `data_type`.
