@@ -37,7 +37,11 @@ fn the_tables_equal_the_csv_outputs_and_replace_the_previous_ones() {
     // A bad record, so that the rejects table has a row.
     work.write("data/inventory_change_extra.csv", "trans_id,item_id,store_id,date_time,quantity,change_type_id\nT,1,1,1/3/21 2:19 PM,-1,1\n");
     work.run(&["enrich", "--out", "e.csv", "--current-out", "c.csv"]).expect_code(0);
-    work.run(&["enrich", "--postgres", &pg.url, "--summary-json", "s.json"]).expect_code(0);
+    // The test server trusts every login, so any password will do: it must not show.
+    let with_password = pg.url.replace("pos@", "pos:hunter2@");
+    let run = work.run(&["enrich", "--postgres", &with_password, "--summary-json", "s.json"]);
+    run.expect_code(0);
+    assert!(!run.stderr().contains("hunter2") && !work.read("s.json").contains("hunter2"), "{}", run.stderr());
 
     assert_eq!(sorted(&pg.csv("SELECT * FROM enriched")), sorted(&work.read("e.csv")));
     assert_eq!(sorted(&pg.csv(CURRENT_INVENTORY)), sorted(&work.read("c.csv")));
@@ -214,4 +218,31 @@ fn the_report_tables_go_to_postgres_and_the_page_to_its_directory() {
     }
     assert!(tables >= 8, "every report table: {tables}");
     assert_eq!(count(&pg, "rejects"), 0);
+}
+
+#[test]
+fn over_max_rejects_or_blocked_by_another_run_the_tables_stay() {
+    let pg = PgServer::start();
+    let work = Workdir::new();
+    generate(&work, "10", "2");
+    work.run(&["enrich", "--postgres", &pg.url]).expect_code(0);
+    let previous = pg.csv("SELECT * FROM enriched");
+    work.write("data/inventory_change_bad.csv", "trans_id,item_id,store_id,date_time,quantity,change_type_id\nT,1,1,noon,-1,1\n");
+    work.run(&["enrich", "--postgres", &pg.url, "--max-rejects", "0"]).expect_code(2);
+    assert_eq!(pg.csv("SELECT * FROM enriched"), previous);
+    assert_eq!(count(&pg, "rejects"), 0, "the rejects table is the previous run's");
+    assert!(work.read("pos-etl.rejects.csv").contains("noon"), "the rejects file is kept for diagnosis");
+
+    // Another run loading the same schema holds its lock.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (other, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        other.batch_execute("SELECT pg_advisory_lock(hashtext('pos-etl load public'))").await.unwrap();
+        let run = work.run(&["enrich", "--postgres", &pg.url, "--lock-timeout", "1s"]);
+        run.expect_code(1);
+        assert!(run.stderr().contains("waiting for another run loading this schema (see --lock-timeout)"), "{}", run.stderr());
+        assert!(run.stderr().contains("lock timeout"), "{}", run.stderr());
+    });
+    assert_eq!(pg.csv("SELECT * FROM enriched"), previous);
 }
