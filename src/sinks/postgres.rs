@@ -220,14 +220,14 @@ impl PgTableWriter {
     ) -> Result<u64, SinkError> {
         let schema = pg_schema(&stream.schema());
         let mut waiting = Vec::new();
-        let mut copy: Option<Copy> = None;
+        let mut copy: Option<CopyIn> = None;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(|source| SinkError::Compute { path: self.table.clone(), source })?;
             on_batch(&batch);
             let batch = to_pg_types(batch, &schema).map_err(|e| SinkError::Write { path: self.table.clone(), source: e.into() })?;
             if copy.is_none() {
                 if let Ok(client) = self.client.clone().try_lock_owned() {
-                    copy = Some(Copy::start(client, &self.schema, &self.table, &schema).await?);
+                    copy = Some(CopyIn::start(client, &self.schema, &self.table, &schema).await?);
                 }
             }
             match &mut copy {
@@ -242,7 +242,7 @@ impl PgTableWriter {
         }
         let mut copy = match copy {
             Some(copy) => copy,
-            None => Copy::start(self.client.clone().lock_owned().await, &self.schema, &self.table, &schema).await?,
+            None => CopyIn::start(self.client.clone().lock_owned().await, &self.schema, &self.table, &schema).await?,
         };
         for batch in waiting.drain(..) {
             copy.send(&batch).await?;
@@ -252,7 +252,7 @@ impl PgTableWriter {
 }
 
 /// A `COPY ... FROM STDIN (FORMAT binary)` in progress, holding the connection.
-struct Copy {
+struct CopyIn {
     client: tokio::sync::OwnedMutexGuard<Client>,
     sink: std::pin::Pin<Box<tokio_postgres::CopyInSink<bytes::Bytes>>>,
     encoder: ArrowToPostgresBinaryEncoder,
@@ -262,13 +262,13 @@ struct Copy {
     rows: u64,
 }
 
-impl Copy {
+impl CopyIn {
     async fn start(
         client: tokio::sync::OwnedMutexGuard<Client>,
         schema: &str,
         table: &str,
         arrow: &Schema,
-    ) -> Result<Copy, SinkError> {
+    ) -> Result<CopyIn, SinkError> {
         let error = |action: String| move |source| SinkError::Postgres { action, cause: source };
         let encode_error = |e: pgpq::error::ErrorKind| SinkError::Write { path: table.to_string(), source: e.into() };
         let mut encoder = ArrowToPostgresBinaryEncoder::try_new(arrow).map_err(encode_error)?;
@@ -287,7 +287,7 @@ impl Copy {
             .map_err(error(format!("starting COPY into {loading}")))?;
         let mut buffer = BytesMut::with_capacity(COPY_CHUNK);
         encoder.write_header(&mut buffer).map_err(encode_error)?;
-        Ok(Copy { client, sink: Box::pin(sink), encoder, buffer, schema: schema.to_string(), table: table.to_string(), rows: 0 })
+        Ok(CopyIn { client, sink: Box::pin(sink), encoder, buffer, schema: schema.to_string(), table: table.to_string(), rows: 0 })
     }
 
     async fn send(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
