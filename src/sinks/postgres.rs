@@ -59,8 +59,11 @@ impl PgTarget {
     /// (localhost, 5432, the login name). The error never repeats the input,
     /// which may hold a password.
     pub fn parse(url: &str, schema: &str, env: impl Fn(&str) -> Option<String>) -> Result<PgTarget, String> {
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|error: tokio_postgres::Error| format!("not a PostgreSQL connection URL: {error}"))?;
+        let mut config: tokio_postgres::Config = url.parse().map_err(|error: tokio_postgres::Error| {
+            // The cause names the option ("invalid value for option `port`"), never its value.
+            let cause = std::error::Error::source(&error).map(|cause| format!(": {cause}")).unwrap_or_default();
+            format!("not a PostgreSQL connection URL: {error}{cause}")
+        })?;
         if config.get_hosts().is_empty() {
             let host = env("PGHOST").unwrap_or_else(|| "localhost".to_string());
             for host in host.split(',') {
@@ -509,7 +512,7 @@ mod tests {
     #[test]
     fn a_bad_url_is_not_repeated_in_the_error() {
         let error = parse("postgresql://pos:hunter2@host:notaport/db", &[]).unwrap_err();
-        assert!(!error.contains("hunter2"), "{error}");
+        assert!(!error.contains("hunter2") && error.contains("port"), "{error}");
         assert!(!format!("{:?}", parse("postgresql://pos:hunter2@h/db", &[]).unwrap()).contains("hunter2"));
     }
 
