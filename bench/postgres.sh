@@ -27,13 +27,13 @@ url="postgresql://pos@127.0.0.1:$port/postgres"
 
 "$pos_etl" generate --out-dir "$work/data" --items "$items" --days "$days" --seed 1
 "$pos_etl" enrich --data "$work/data" --out "$work/combined.csv" --progress never
-"$pos_etl" enrich --data "$work/data" --postgres "$url" --progress never
+"$pos_etl" enrich --data "$work/data" --postgres "$url" --rejects "$work/rejects.csv" --progress never
 "$bin/psql" -X -q -d "$url" -c 'CREATE TABLE enriched_copy (LIKE enriched)'
 
 timed() { /usr/bin/time -f '%e %M' -o "$work/time" "$@" > /dev/null 2>"$work/stderr" || { cat "$work/stderr"; exit 1; }; cat "$work/time"; }
 pos_times=(); pos_rss=(); copy_times=()
 for run in $(seq "$runs"); do
-    read -r seconds rss < <(timed "$pos_etl" enrich --data "$work/data" --postgres "$url" --progress never)
+    read -r seconds rss < <(timed "$pos_etl" enrich --data "$work/data" --postgres "$url" --rejects "$work/rejects.csv" --progress never)
     pos_times+=("$seconds"); pos_rss+=("$rss")
     "$bin/psql" -X -q -d "$url" -c 'TRUNCATE enriched_copy'
     read -r seconds _ < <(timed "$bin/psql" -X -q -d "$url" -c "\\copy enriched_copy FROM '$work/combined.csv' CSV HEADER")
