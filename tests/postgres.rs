@@ -4,7 +4,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::postgres::PgServer;
 use crate::common::tools::free_port;
@@ -121,17 +121,8 @@ fn an_unreachable_server_fails_naming_it_without_the_password() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
-/// Polls `query` (one value) until it is `expected`, for up to 60 s, while `child` runs.
-fn wait_for(pg: &PgServer, query: &str, expected: &str, mut child: Option<&mut std::process::Child>) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while pg.psql(query).trim() != expected {
-        if let Some(child) = child.as_mut() {
-            assert!(child.try_wait().unwrap().is_none(), "pos-etl ended before {query:?} gave {expected}");
-        }
-        assert!(Instant::now() < deadline, "{query:?} never gave {expected}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+/// How long a run may take to reach the point a test waits for.
+const WITHIN: Duration = Duration::from_secs(60);
 
 fn spawn_enrich(work: &Workdir, url: &str) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_pos-etl"))
@@ -151,14 +142,15 @@ fn a_run_killed_during_copy_leaves_the_previous_tables() {
     work.run(&["enrich", "--postgres", &pg.url]).expect_code(0);
     let previous = pg.csv("SELECT * FROM enriched");
     generate(&work, "3000", "20");
+    let mark = pg.log_mark();
     let mut child = spawn_enrich(&work, &pg.url);
-    let copying = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pos-etl' AND query LIKE 'COPY%'";
-    wait_for(&pg, copying, "1", Some(&mut child));
+    // The driver sends COPY as a prepared statement: `pos-etl LOG:  execute s1: COPY …`.
+    pg.wait_for_log(mark, ": COPY \"public\".\"enriched__pos_etl_new\" FROM STDIN", WITHIN);
     child.kill().unwrap();
     assert_eq!(child.wait().unwrap().signal(), Some(9), "killed during COPY");
     assert_eq!(pg.csv("SELECT * FROM enriched"), previous);
     // The server rolls the dead session back: nothing of it stays.
-    wait_for(&pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pos-etl'", "0", None);
+    pg.wait_for_log(mark, "pos-etl LOG:  disconnection", WITHIN);
     assert_eq!(pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE '%pos_etl_new%'"), "0\n");
 }
 
@@ -173,18 +165,17 @@ fn a_reader_in_a_transaction_sees_the_old_table_until_the_swap() {
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let (reader, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(connection);
+        let reader = pg.connect().await;
         let count_rows = async || -> u64 {
             let row = reader.query_one("SELECT count(*) FROM enriched", &[]).await.unwrap();
             row.get::<_, i64>(0) as u64
         };
         reader.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").await.unwrap();
         assert_eq!(count_rows().await, old);
+        let mark = pg.log_mark();
         let mut child = spawn_enrich(&work, &pg.url);
         // The run has loaded its tables and waits for the reader's lock to swap them in.
-        let waiting = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pos-etl' AND wait_event_type = 'Lock'";
-        wait_for(&pg, waiting, "1", Some(&mut child));
+        pg.wait_for_log(mark, "still waiting for AccessExclusiveLock", WITHIN);
         assert_eq!(count_rows().await, old, "the reader still sees the old table");
         reader.batch_execute("COMMIT").await.unwrap();
         let status = child.wait().unwrap();
@@ -236,8 +227,7 @@ fn over_max_rejects_or_blocked_by_another_run_the_tables_stay() {
     // Another run loading the same schema holds its lock.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let (other, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(connection);
+        let other = pg.connect().await;
         other.batch_execute("SELECT pg_advisory_lock(hashtext('pos-etl load public'))").await.unwrap();
         let run = work.run(&["enrich", "--postgres", &pg.url, "--lock-timeout", "1s"]);
         run.expect_code(1);

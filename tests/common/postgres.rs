@@ -1,13 +1,16 @@
 //! A real PostgreSQL server for the tests: Debian's `postgresql` package,
 //! `initdb` and `postgres` in a temporary directory on a free 127.0.0.1
 //! port (run as the `postgres` user when the tests run as root, since the
-//! server refuses root). Readiness is polled with `pg_isready` and a
-//! deadline; the server is stopped on drop. `POS_ETL_TEST_POSTGRES` may name
-//! a running server instead: each test then gets a fresh database in it.
+//! server refuses root). The tests wait on the server's log, which names
+//! each line's application: the line saying it is ready, a statement a run
+//! sent, a lock a run waits for, a session that ended. Each wait has a
+//! deadline; the server is stopped on drop.
 
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::tools::free_port;
@@ -16,29 +19,23 @@ use super::tools::free_port;
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
 pub struct PgServer {
-    /// A libpq URI of the test's database, with user and password.
+    /// A libpq URI of the test's database.
     pub url: String,
     bin: PathBuf,
-    server: Option<(Child, tempfile::TempDir)>,
+    log: Arc<(Mutex<Vec<String>>, Condvar)>,
+    child: Child,
+    _dir: tempfile::TempDir,
 }
 
 impl PgServer {
     pub fn start() -> PgServer {
         let bin = bin_dir();
-        if let Ok(url) = std::env::var("POS_ETL_TEST_POSTGRES") {
-            let mut server = PgServer { url: url.clone(), bin, server: None };
-            let name = format!("pos_etl_test_{}", free_port());
-            server.psql(&format!("CREATE DATABASE {name}"));
-            server.url = format!("{}/{name}", url.trim_end_matches('/').rsplit_once('/').map_or(url.as_str(), |(base, _)| base));
-            return server;
-        }
         let dir = tempfile::Builder::new().prefix("pos-etl-pg").tempdir().unwrap();
         let owner = server_user();
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
         }
         let data = dir.path().join("data");
-        let log = dir.path().join("server.log");
         let status = as_server_user(Command::new(bin.join("initdb")), owner)
             .args(["-U", "pos", "-A", "trust", "--no-sync", "-E", "UTF8", "--no-instructions", "-D"])
             .arg(&data)
@@ -47,37 +44,53 @@ impl PgServer {
             .expect("run initdb (apt-get install postgresql)");
         assert!(status.success(), "initdb failed: {status}");
         let port = free_port();
-        let child = as_server_user(Command::new(bin.join("postgres")), owner)
+        let mut child = as_server_user(Command::new(bin.join("postgres")), owner)
             .arg("-D")
             .arg(&data)
             .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            // What the tests wait for, each line prefixed with the session's application.
+            .args(["-c", "log_line_prefix=%a ", "-c", "log_statement=all", "-c", "log_disconnections=on"])
+            .args(["-c", "log_lock_waits=on", "-c", "deadlock_timeout=100ms"])
             .arg("-k")
             .arg(dir.path())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start postgres");
-        let server = PgServer {
-            url: format!("postgresql://pos@127.0.0.1:{port}/postgres"),
-            bin,
-            server: Some((child, dir)),
-        };
-        let deadline = Instant::now() + READY_WITHIN;
-        loop {
-            let ready = Command::new(server.bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
-                .status()
-                .is_ok_and(|s| s.success());
-            if ready {
-                return server;
+        let log = follow(child.stderr.take().unwrap(), dir.path().join("server.log"));
+        let server = PgServer { url: format!("postgresql://pos@127.0.0.1:{port}/postgres"), bin, log, child, _dir: dir };
+        server.wait_for_log(0, "database system is ready to accept connections", READY_WITHIN);
+        server
+    }
+
+    /// Lines of the server's log so far: a mark for [`PgServer::wait_for_log`].
+    pub fn log_mark(&self) -> usize {
+        self.log.0.lock().unwrap().len()
+    }
+
+    /// Waits up to `within` for a line of the server's log after `mark`
+    /// that contains `text` (lines start with the application name, such as
+    /// `pos-etl LOG:  statement: COPY`).
+    pub fn wait_for_log(&self, mark: usize, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        let (lines, changed) = &*self.log;
+        let mut lines = lines.lock().unwrap();
+        while !lines[mark.min(lines.len())..].iter().any(|line| line.contains(text)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let log = lines.join("\n");
+                drop(lines);
+                panic!("no {text:?} in the server log within {within:?}:\n{log}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "PostgreSQL on port {port} not ready within {READY_WITHIN:?}:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+            lines = changed.wait_timeout(lines, left).unwrap().0;
         }
+    }
+
+    /// A connection of the test's own.
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
     }
 
     /// Runs `sql` with psql and returns its unaligned output (`|` between columns).
@@ -98,12 +111,28 @@ impl PgServer {
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        if let Some((child, _dir)) = &mut self.server {
-            // A fast shutdown: open sessions are rolled back, then it exits.
-            let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-            let _ = child.wait();
-        }
+        // A fast shutdown: open sessions are rolled back, then it exits.
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
     }
+}
+
+/// Reads the server's log on a thread of its own into `file` and into the
+/// returned lines, waking whoever waits on them at each line.
+fn follow(output: impl std::io::Read + Send + 'static, file: PathBuf) -> Arc<(Mutex<Vec<String>>, Condvar)> {
+    let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+    let shared = log.clone();
+    std::thread::spawn(move || {
+        let mut file = std::fs::File::create(file).expect("create the server log");
+        for line in BufReader::new(output).lines() {
+            let Ok(line) = line else { break };
+            let _ = writeln!(file, "{line}");
+            let (lines, changed) = &*shared;
+            lines.lock().unwrap().push(line);
+            changed.notify_all();
+        }
+    });
+    log
 }
 
 /// The directory of the newest installed server's programs.
