@@ -2,10 +2,8 @@
 //! binary. Each test writes the standard lookups (see common) plus the events
 //! it is about, and compares the whole output.
 
-use crate::common::{ENRICHED_HEADER, Workdir, summary};
+use crate::common::{CHANGE_HEADER, ENRICHED_HEADER, SNAPSHOT_HEADER, Workdir, summary};
 
-const SNAPSHOT_HEADER: &str = "item_id,employee_id,store_id,date_time,quantity\n";
-const CHANGE_HEADER: &str = "trans_id,item_id,store_id,date_time,quantity,change_type_id\n";
 
 fn golden(rows: &str) -> String {
     format!("{ENRICHED_HEADER}{rows}")

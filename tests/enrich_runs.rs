@@ -4,9 +4,8 @@
 
 use std::path::Path;
 
-use crate::common::{ENRICHED_HEADER, Workdir, copy_sql_dir, manifest_dir, summary, temporary_files};
+use crate::common::{CHANGE_HEADER, ENRICHED_HEADER, Workdir, copy_sql_dir, manifest_dir, summary, temporary_files};
 
-const CHANGE_HEADER: &str = "trans_id,item_id,store_id,date_time,quantity,change_type_id\n";
 
 fn one_snapshot_and_one_change(work: &Workdir) {
     work.data(&[

@@ -4,10 +4,8 @@
 //! definition of the stock order, and a report that stays readable on
 //! dirty data.
 
-use crate::common::{CHANGE_TYPES, Workdir, copy_sql_dir, summary};
+use crate::common::{CHANGE_HEADER, CHANGE_TYPES, SNAPSHOT_HEADER, Workdir, copy_sql_dir, summary};
 
-const SNAPSHOT_HEADER: &str = "item_id,employee_id,store_id,date_time,quantity\n";
-const CHANGE_HEADER: &str = "trans_id,item_id,store_id,date_time,quantity,change_type_id\n";
 
 /// The reject reasons of a run, without the file names.
 fn reasons(work: &Workdir, rejects: &str) -> Vec<String> {

@@ -6,10 +6,8 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-use crate::common::{Workdir, summary};
+use crate::common::{CHANGE_HEADER, SNAPSHOT_HEADER, Workdir, summary};
 
-const SNAPSHOT_HEADER: &str = "item_id,employee_id,store_id,date_time,quantity\n";
-const CHANGE_HEADER: &str = "trans_id,item_id,store_id,date_time,quantity,change_type_id\n";
 
 /// A valid event, its fields in the order of its CSV columns after the kind.
 /// A small domain (two stores, one the online store; two items; a few

@@ -62,6 +62,10 @@ pub const STORES: &str = "store_id,name\n0,online\n1,store_001\n";
 pub const ITEMS: &str = "item_id,name,supplier_id,safety_stock_quantity\n10,widget,7,5\n20,gadget,8,10\n";
 pub const CHANGE_TYPES: &str =
     "\u{feff}change_type_id,change_type\r\n1,sale\r\n2,shrink\r\n3,restock\r\n4,bopis\r\n-1,snapshot\r\n";
+/// The header of an inventory_snapshot export.
+pub const SNAPSHOT_HEADER: &str = "item_id,employee_id,store_id,date_time,quantity\n";
+/// The header of an inventory_change export.
+pub const CHANGE_HEADER: &str = "trans_id,item_id,store_id,date_time,quantity,change_type_id\n";
 /// The header of every enriched output (SPEC 2).
 pub const ENRICHED_HEADER: &str = "item_id,employee_id,store_id,date_time,quantity,source_type,store_name,action,trans_id,change_type_id,change_type,final_quantity,item_name,supplier_id,safety_stock_quantity,sales\n";
 
