@@ -121,6 +121,18 @@ pub struct EnrichArgs {
     #[command(flatten)]
     pub postgres: PostgresArgs,
 
+    /// Read only what is new since the last incremental run and append it
+    /// (with --postgres): the checkpoint is kept in the database, committed
+    /// with the rows. The first run loads everything.
+    #[arg(long)]
+    pub incremental: bool,
+
+    /// With --incremental: how far (in event time) before the last event
+    /// applied to a store and item a new event may be and still be applied,
+    /// its rows rewritten; an older one is rejected as late.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration, requires = "incremental")]
+    pub late_window: Duration,
+
     /// Inputs, rules and resources.
     #[command(flatten)]
     pub run: RunArgs,
@@ -398,7 +410,7 @@ pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Parses a duration such as `500ms`, `30s`, `5m`, `1h` or plain seconds (`90`).
+/// Parses a duration such as `500ms`, `30s`, `5m`, `1h`, `7d` or plain seconds (`90`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
@@ -411,7 +423,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("'{text}' has an unknown unit '{unit}' (use ms, s, m or h)")),
+        "d" => value * 86_400.0,
+        _ => return Err(format!("'{text}' has an unknown unit '{unit}' (use ms, s, m, h or d)")),
     };
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -428,9 +441,10 @@ mod tests {
             ("90", Ok(Duration::from_secs(90))),
             ("5m", Ok(Duration::from_secs(300))),
             ("1h", Ok(Duration::from_secs(3600))),
+            ("2d", Ok(Duration::from_secs(2 * 86_400))),
             ("1.5s", Ok(Duration::from_millis(1500))),
             ("x", Err("'x' is not a duration (try 500ms, 30s, 5m or 1h)".to_string())),
-            ("3d", Err("'3d' has an unknown unit 'd' (use ms, s, m or h)".to_string())),
+            ("3w", Err("'3w' has an unknown unit 'w' (use ms, s, m, h or d)".to_string())),
         ];
         for (text, expected) in cases {
             assert_eq!(parse_duration(text), expected, "{text}");

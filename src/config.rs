@@ -34,6 +34,11 @@ pub enum ConfigError {
         /// The file flag given.
         flag: &'static str,
     },
+    /// `--incremental` with a file output.
+    #[error(
+        "--incremental appends to tables and keeps its checkpoint beside them: it needs --postgres (a file output is replaced whole each run)"
+    )]
+    IncrementalToFile,
     /// The PostgreSQL URL cannot be used.
     #[error("--postgres: {0}")]
     Postgres(String),
@@ -255,6 +260,8 @@ pub struct EnrichConfig {
     pub summary_json: Option<PathBuf>,
     /// The database the tables go to, if not files.
     pub postgres: Option<PgTarget>,
+    /// With `--incremental`: the late window.
+    pub incremental: Option<std::time::Duration>,
 }
 
 /// The rejects file of a run whose main output is not a file.
@@ -266,6 +273,9 @@ impl TryFrom<EnrichArgs> for EnrichConfig {
     fn try_from(args: EnrichArgs) -> Result<Self, ConfigError> {
         if let Some(url) = args.postgres.postgres.clone() {
             return EnrichConfig::postgres(&url, args);
+        }
+        if args.incremental {
+            return Err(ConfigError::IncrementalToFile);
         }
         let out = args.out.as_deref().expect("clap requires --out without --postgres");
         let enriched = output(out, args.format)?;
@@ -296,6 +306,7 @@ impl TryFrom<EnrichArgs> for EnrichConfig {
             rejects,
             summary_json: args.summary_json,
             postgres: None,
+            incremental: None,
         })
     }
 }
@@ -325,6 +336,7 @@ impl EnrichConfig {
             rejects,
             summary_json: args.summary_json,
             postgres: Some(target),
+            incremental: args.incremental.then_some(args.late_window),
         })
     }
 }

@@ -47,16 +47,31 @@ pub struct Enriched {
     pub rejects: Vec<Reject>,
 }
 
-/// Runs `job`, staging its outputs in `commit` (which the caller commits
-/// with whatever else the run writes).
+/// Runs `job` on every input, staging its outputs in `commit` (which the
+/// caller commits with whatever else the run writes).
 pub async fn run(job: &Job<'_>, progress: &Progress, commit: &mut Commit) -> anyhow::Result<Enriched> {
-    let ctx = pipeline::new_session(job.run.resources)?;
     // Opened before anything is computed, so that an output that cannot be
     // written fails the run at once.
     let enriched_writer = job.enriched.open(commit)?;
     let current_writer = job.current_inventory.map(|output| output.open(commit)).transpose()?;
     let inputs = open_inputs(job, progress).await?;
-    let outputs = pipeline::enrich(&ctx, inputs.tables, None, job.rules).await.context("running the SQL rules")?;
+    run_on(job, inputs, (enriched_writer, current_writer), progress, |_| Ok(())).await
+}
+
+/// Runs `job` on `inputs` into `writers` (of `enriched` and, if asked,
+/// `current_inventory`); `on_enriched` sees every batch of `enriched` as it
+/// is written (an incremental run follows the stock in it).
+pub async fn run_on(
+    job: &Job<'_>,
+    inputs: Inputs,
+    writers: (OutputWriter, Option<OutputWriter>),
+    progress: &Progress,
+    mut on_enriched: impl FnMut(&RecordBatch) -> Result<(), String>,
+) -> anyhow::Result<Enriched> {
+    let ctx = pipeline::new_session(job.run.resources)?;
+    let (enriched_writer, current_writer) = writers;
+    let outputs =
+        pipeline::enrich(&ctx, inputs.tables, inputs.state, job.rules).await.context("running the SQL rules")?;
     let duplicates = outputs.duplicates();
     let (enriched, current_inventory) = outputs
         .execute(job.current_inventory.is_some())
@@ -64,10 +79,14 @@ pub async fn run(job: &Job<'_>, progress: &Progress, commit: &mut Commit) -> any
         .context("planning the output views")?;
     let enriched = if job.keep_stock_seq { enriched } else { pipeline::without_stock_seq(enriched) };
     let mut unmatched = UnmatchedLookups::default();
+    let mut followed = Ok(());
     let resources = job.run.resources;
     let write_enriched =
         write_output(job.enriched, enriched_writer, enriched, pipeline::ENRICHED, resources, progress, |batch| {
-            count_unmatched(batch, &mut unmatched)
+            count_unmatched(batch, &mut unmatched);
+            if followed.is_ok() {
+                followed = on_enriched(batch);
+            }
         });
     // Both at once: current_inventory is fed enriched's rows as they are written.
     let write_current = async {
@@ -81,6 +100,7 @@ pub async fn run(job: &Job<'_>, progress: &Progress, commit: &mut Commit) -> any
         }
     };
     let (enriched, current) = futures::future::try_join(write_enriched, write_current).await?;
+    followed.map_err(|reason| anyhow::anyhow!("following the stock in {}: {reason}", job.enriched.destination))?;
     inputs.read_bar.finish();
 
     let mut summary = Summary::default();
@@ -89,10 +109,11 @@ pub async fn run(job: &Job<'_>, progress: &Progress, commit: &mut Commit) -> any
     let rejects = account_reads(&reads, &mut summary);
     summary.rows_written = enriched.rows;
     summary.rows_unread = enriched.unread;
-    summary.duplicates = duplicates.load(std::sync::atomic::Ordering::Relaxed);
-    summary.left_out_by_rules = summary
-        .events_read
-        .saturating_sub(event_rejects(&summary) + summary.duplicates + enriched.rows + enriched.unread);
+    summary.duplicates = inputs.duplicates + duplicates.load(std::sync::atomic::Ordering::Relaxed);
+    // Rows written again from events of earlier runs were not read by this one.
+    let rows_of_reads = (enriched.rows + enriched.unread).saturating_sub(inputs.refed);
+    summary.left_out_by_rules =
+        summary.events_read.saturating_sub(event_rejects(&summary) + summary.duplicates + rows_of_reads);
     summary.unmatched_lookups = unmatched;
     summary.outputs.push(OutputCounts::new(pipeline::ENRICHED, &job.enriched.destination, enriched));
     if let (Some(output), Some(written)) = (job.current_inventory, current) {
@@ -102,15 +123,22 @@ pub async fn run(job: &Job<'_>, progress: &Progress, commit: &mut Commit) -> any
 }
 
 /// The input tables of a run, and what reading them yields besides rows.
-struct Inputs {
+pub struct Inputs {
     /// Every input table, for the rules.
-    tables: Vec<(Table, Arc<dyn TableProvider>)>,
+    pub tables: Vec<(Table, Arc<dyn TableProvider>)>,
+    /// The stock carried in, for an incremental run's rules.
+    pub state: Option<Arc<dyn TableProvider>>,
     /// Reads done before the rules run: the lookups, and Kafka topics.
-    reads: Vec<TableRead>,
+    pub reads: Vec<TableRead>,
     /// Reads done while the rules run: the event files.
-    log: ReadLog,
+    pub log: ReadLog,
     /// Bytes of the files read so far.
-    read_bar: ProgressBar,
+    pub read_bar: ProgressBar,
+    /// Events of earlier runs among the tables, fed again to compute
+    /// their rows again (an incremental run's late events).
+    pub refed: u64,
+    /// Records found to be duplicates before the rules ran.
+    pub duplicates: u64,
 }
 
 /// Reads the lookups and any Kafka topics, and sets the event files up to
@@ -146,13 +174,13 @@ async fn open_inputs(job: &Job<'_>, progress: &Progress) -> anyhow::Result<Input
     let mut reads = sources::csv::read_all(&lookup_files, on_bytes.clone()).await?;
     if let EventSource::Kafka { settings, topics } = &job.run.events {
         let bar = progress.count("consume", "messages");
-        let consumed = sources::kafka::read_topics(settings, topics, {
+        let consumed = sources::kafka::read_topics(settings, topics, &Default::default(), {
             let bar = bar.clone();
             move |messages| bar.inc(messages)
         })
         .await?;
         bar.finish();
-        reads.extend(consumed);
+        reads.extend(consumed.into_iter().map(|topic| topic.read));
     }
     let mut reads = sources::merge_by_table(reads);
     let mut tables = Vec::new();
@@ -166,7 +194,7 @@ async fn open_inputs(job: &Job<'_>, progress: &Progress) -> anyhow::Result<Input
             .with_context(|| format!("reading the {} files", files.table.name()))?;
         tables.push((files.table, table as Arc<dyn TableProvider>));
     }
-    Ok(Inputs { tables, reads, log, read_bar })
+    Ok(Inputs { tables, state: None, reads, log, read_bar, refed: 0, duplicates: 0 })
 }
 
 /// Fills the per-table counts of `summary` and returns every reject, in input order.

@@ -54,6 +54,14 @@ pub enum SourceError {
         /// The partitions not yet read to their end, with positions.
         partitions: String,
     },
+    /// An input file changed since an incremental run loaded it, other than by growing.
+    #[error("{path} changed since an incremental run loaded it: {change}; restore it, or run without --incremental to load everything again")]
+    FileChanged {
+        /// The file.
+        path: String,
+        /// How it changed.
+        change: String,
+    },
     /// Consuming a topic failed.
     #[error("reading topic {topic} failed")]
     Kafka {

@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 
+pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod enrichment;
 pub mod error;
+pub mod incremental;
 pub mod pipeline;
 pub mod progress;
 pub mod report;

@@ -73,11 +73,66 @@ pub struct Summary {
     pub outputs: Vec<OutputCounts>,
     /// Where the rejects went, if any record was rejected.
     pub rejects_file: Option<String>,
+    /// What an incremental run did (`--incremental` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<IncrementalSummary>,
     /// How the report's forecasts did in their back-test (report only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forecast: Option<ForecastSummary>,
     /// Wall-clock time of the run.
     pub elapsed_seconds: f64,
+}
+
+/// The account of an incremental run (SPEC 6).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct IncrementalSummary {
+    /// Whether there was no checkpoint yet: the run loaded everything.
+    pub first_run: bool,
+    /// Whether nothing new was read: the run committed nothing.
+    pub nothing_new: bool,
+    /// Event records read since the checkpoint.
+    pub records_read: u64,
+    /// Rows added to `enriched`.
+    pub rows_appended: u64,
+    /// Rows of `enriched` written again because a late event came before them.
+    pub rows_rewritten: u64,
+    /// Events rejected as later than --late-window.
+    pub late_rejected: u64,
+    /// Records already applied (this run or earlier), not applied again.
+    pub duplicates: u64,
+    /// Where each input stood before the run (Kafka topic/partition: next
+    /// offset; CSV file: bytes loaded).
+    pub checkpoint_before: BTreeMap<String, u64>,
+    /// Where each input stands after it.
+    pub checkpoint_after: BTreeMap<String, u64>,
+}
+
+impl IncrementalSummary {
+    fn to_lines(&self) -> Vec<String> {
+        if self.nothing_new {
+            return vec!["incremental: nothing new since the checkpoint; nothing committed".to_string()];
+        }
+        let moved: Vec<String> = self
+            .checkpoint_after
+            .iter()
+            .filter_map(|(name, after)| {
+                let before = self.checkpoint_before.get(name).copied().unwrap_or(0);
+                (before != *after).then(|| format!("{name} {before}→{after}"))
+            })
+            .collect();
+        vec![
+            format!(
+                "incremental{}: {} records read, {} rows appended, {} rewritten by late events, {} late rejected, {} duplicates",
+                if self.first_run { " (first run: everything loaded)" } else { "" },
+                self.records_read,
+                self.rows_appended,
+                self.rows_rewritten,
+                self.late_rejected,
+                self.duplicates
+            ),
+            format!("checkpoint: {}", if moved.is_empty() { "unchanged".to_string() } else { moved.join(", ") }),
+        ]
+    }
 }
 
 /// The back-test of the report's forecasts, over the series that have one.
@@ -94,6 +149,11 @@ pub struct ForecastSummary {
 impl Summary {
     /// The summary as the lines printed on stderr.
     pub fn to_lines(&self) -> Vec<String> {
+        if let Some(incremental) = self.incremental.as_ref().filter(|run| run.nothing_new) {
+            let mut lines = incremental.to_lines();
+            lines.push(format!("done in {:.2} s", self.elapsed_seconds));
+            return lines;
+        }
         let per_table = self
             .tables
             .iter()
@@ -119,6 +179,9 @@ impl Summary {
         ));
         if self.left_out_by_rules > 0 {
             lines.push(format!("{} events left out by the rules of --sql-dir", self.left_out_by_rules));
+        }
+        if let Some(incremental) = &self.incremental {
+            lines.extend(incremental.to_lines());
         }
         if let Some(f) = &self.forecast {
             lines.push(format!(

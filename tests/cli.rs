@@ -5,6 +5,7 @@ mod common;
 mod enrich_rules;
 mod enrich_runs;
 mod generate;
+mod incremental;
 mod inputs;
 mod kafka;
 mod outputs;

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -89,6 +89,25 @@ impl Source for PathBuf {
         let mut file = File::open(self)?;
         file.seek(SeekFrom::Start(offset))?;
         Ok(Box::new(BufReader::with_capacity(1 << 20, file)))
+    }
+}
+
+/// The first `end` bytes of another source: a file read up to where a
+/// run decided to stop, however much is appended meanwhile.
+pub struct Prefix<'a> {
+    /// The whole source.
+    pub source: &'a dyn Source,
+    /// Bytes readable from its start.
+    pub end: u64,
+}
+
+impl Source for Prefix<'_> {
+    fn name(&self) -> String {
+        self.source.name()
+    }
+
+    fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn BufRead + Send + '_>> {
+        Ok(Box::new(self.source.open_at(offset)?.take(self.end.saturating_sub(offset))))
     }
 }
 
@@ -231,13 +250,39 @@ pub fn stream_file(
     source: &dyn Source,
     path: ReadPath,
     on_bytes: impl Fn(u64),
+    on_batch: impl FnMut(RecordBatch) -> ControlFlow<()>,
+) -> Result<TableRead, FileError> {
+    stream_from(table, source, None, path, on_bytes, on_batch)
+}
+
+/// Reads the records of `source` that start at or after `from` (a record
+/// boundary past the header, such as the end of an earlier read) into
+/// memory, the header still read for the file's layout: the grown tail of
+/// an appended file.
+pub fn read_from(table: Table, source: &dyn Source, from: Position) -> Result<TableRead, FileError> {
+    let mut batches = Vec::new();
+    let mut read = stream_from(table, source, Some(from), ReadPath::Fast, |_| {}, |batch| {
+        batches.push(batch);
+        ControlFlow::Continue(())
+    })?;
+    read.batches = batches;
+    Ok(read)
+}
+
+/// [`stream_file`] from the record at `from` (the first after the header if `None`).
+fn stream_from(
+    table: Table,
+    source: &dyn Source,
+    from: Option<Position>,
+    path: ReadPath,
+    on_bytes: impl Fn(u64),
     mut on_batch: impl FnMut(RecordBatch) -> ControlFlow<()>,
 ) -> Result<TableRead, FileError> {
     let layout = Layout::read(table, source)?;
     let mut read = TableRead::empty(table);
     let read_error = |error| FileError::Read { name: source.name(), source: error };
     // The first record of the batch being decoded, and the end of what the decoder took.
-    let mut start = layout.data_start;
+    let mut start = from.filter(|from| from.byte > layout.data_start.byte).unwrap_or(layout.data_start);
     let mut decoded_to = start;
     let mut file = source.open_at(start.byte).map_err(read_error)?;
     let mut decoder = (table.is_event() && path == ReadPath::Fast).then(|| layout.decoder());
@@ -482,6 +527,20 @@ mod tests {
         assert!(!file_belongs_to("inventory_change_.csv", Table::InventoryChange));
         assert!(file_belongs_to("inventory_snapshot_store_001.csv", Table::InventorySnapshot));
         assert!(!file_belongs_to("inventory_snapshot_store_001.csv.bak", Table::InventorySnapshot));
+    }
+
+    #[test]
+    fn a_tail_is_read_from_where_an_earlier_read_stopped() {
+        let text = b"\xEF\xBB\xBFstore_id,item_id,date_time,quantity,employee_id\r\n1,2,2021-01-01 09:00:00,5,7\r\n1,2,2021-01-02 09:00:00,x,7\r\n1,3,2021-01-03 09:00:00,6,7\r\n";
+        let source = Bytes { name: "s.csv", bytes: text };
+        // The first run saw the header and one record; the position after it is line 3.
+        let first_end = text.windows(2).enumerate().filter(|(_, w)| w == b"\r\n").nth(1).unwrap().0 as u64 + 2;
+        let first = read_from(Table::InventorySnapshot, &Prefix { source: &source, end: first_end }, Position::START).unwrap();
+        assert_eq!(first.records, 1);
+        let tail = read_from(Table::InventorySnapshot, &source, Position { byte: first_end, line: 3 }).unwrap();
+        assert_eq!(tail.records, 2, "the two records after it, the header not read again as one");
+        assert_eq!(tail.rejects[0].origin, "s.csv:3", "positions go on from where the first read stopped");
+        assert_eq!(tail.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
     }
 
     fn read_text(table: Table, text: &[u8]) -> TableRead {

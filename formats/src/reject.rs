@@ -79,6 +79,14 @@ pub enum RejectReason {
         /// The column.
         column: &'static str,
     },
+    /// An event of an incremental run that sorts before the last event
+    /// already applied to its store and item, by more than the late window.
+    Late {
+        /// How long before that event, as `1d 2h 3m 4s`.
+        by: String,
+        /// The window, as given.
+        window: String,
+    },
 }
 
 impl fmt::Display for RejectReason {
@@ -108,6 +116,10 @@ impl fmt::Display for RejectReason {
                 write!(f, "item {line} of the transaction, so the whole transaction: {reason}")
             }
             RejectReason::NotUtf8 { column } => write!(f, "{column} is not valid UTF-8"),
+            RejectReason::Late { by, window } => write!(
+                f,
+                "late: {by} before the last event already applied to its store and item, beyond --late-window {window}"
+            ),
         }
     }
 }

@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use crate::config::EnrichConfig;
 use crate::enrichment::{self, Job};
+use crate::incremental;
+use crate::sinks::postgres::state;
 use crate::progress::Progress;
 use crate::sinks::lock::OutputLock;
 use crate::sinks::{Commit, Destination};
@@ -28,9 +30,27 @@ pub async fn run(config: &EnrichConfig) -> anyhow::Result<Summary> {
     if let Some(target) = &config.postgres {
         // Connected before anything is computed: a database that cannot be
         // reached fails the run at once.
-        commit.attach(target.begin(config.run.lock_timeout).await?);
+        let mut load = target.begin(config.run.lock_timeout).await?;
+        if config.incremental.is_none() {
+            // A full load starts incremental runs over.
+            for table in state::TABLES {
+                load.drop_at_commit(table);
+            }
+        }
+        commit.attach(load);
     }
-    let enriched = enrichment::run(&job, &progress, &mut commit).await?;
+    let enriched = match config.incremental {
+        Some(late_window) => incremental::run(&job, late_window, &progress, &mut commit).await?,
+        None => enrichment::run(&job, &progress, &mut commit).await?,
+    };
+    if enriched.summary.incremental.as_ref().is_some_and(|run| run.nothing_new) {
+        // Nothing to commit: the transaction rolls back as it is dropped,
+        // and the summary alone is written.
+        drop(commit);
+        let mut summary = enriched.summary;
+        super::finish(&mut summary, started, &progress, config.summary_json.as_deref(), Commit::new()).await?;
+        return Ok(summary);
+    }
     let on_stdout = config.enriched.destination == Destination::Stdout;
     let mut summary =
         super::stage_rejects(enriched, &config.rejects, config.run.max_rejects, on_stdout, &mut commit).await?;

@@ -4,6 +4,7 @@
 pub use pos_etl_formats::csv::*;
 
 use super::TableRead;
+use super::records::Position;
 
 /// Reads every file of every table, files in parallel; one read per file, in
 /// the order of `files`. `on_bytes` is called with each further number of bytes read.
@@ -22,4 +23,45 @@ pub async fn read_all(
         .into_iter()
         .map(|read| read.expect("a CSV reader task panicked"))
         .collect()
+}
+
+/// Bytes of a file's start and of the end of its loaded part that its
+/// fingerprint covers: enough to tell a file rewritten from one appended to,
+/// without reading all of a large file each run.
+const FINGERPRINT_SPAN: u64 = 64 << 10;
+
+/// A fingerprint of `path`'s first `end` bytes: their length and a SHA-256
+/// of the first and the last [`FINGERPRINT_SPAN`] bytes of them.
+pub fn fingerprint(path: &std::path::Path, end: u64) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let mut hash = sha2::Sha256::new();
+    let mut span = |from: u64, hash: &mut sha2::Sha256| -> std::io::Result<()> {
+        let mut bytes = Vec::new();
+        file.seek(SeekFrom::Start(from))?;
+        (&mut file).take(FINGERPRINT_SPAN.min(end - from)).read_to_end(&mut bytes)?;
+        hash.update(&bytes);
+        Ok(())
+    };
+    span(0, &mut hash)?;
+    span(end.saturating_sub(FINGERPRINT_SPAN), &mut hash)?;
+    let digest: String = hash.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
+    Ok(format!("{end}:{digest}"))
+}
+
+/// The end of the last complete line of `path` after `from` (up to `len`
+/// bytes), with its line number: where a run that reads from `from` stops,
+/// so that a line still being written is left for the next one. `None` if
+/// no line is complete.
+pub fn complete_end(path: &std::path::Path, from: Position, len: u64) -> std::io::Result<Option<Position>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(from.byte))?;
+    let mut tail = Vec::new();
+    file.take(len.saturating_sub(from.byte)).read_to_end(&mut tail)?;
+    let Some(last) = memchr::memrchr(b'\n', &tail) else {
+        return Ok(None);
+    };
+    Ok(Some(from.after(&tail[..=last])))
 }

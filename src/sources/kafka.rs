@@ -1,6 +1,7 @@
 //! Kafka topics (SPEC 1.2): every partition of a topic is read from its first
-//! offset up to the high-water mark seen at start, and the messages are
-//! decoded by the formats crate's JSON decoder.
+//! offset (or, in an incremental run, from the checkpoint's) up to the
+//! high-water mark seen at start, and the messages are decoded by the
+//! formats crate's JSON decoder.
 //!
 //! A partition is done when its consumer has passed the high-water mark seen
 //! at start *and* librdkafka has then signalled end-of-partition: some brokers
@@ -8,7 +9,7 @@
 //! fact that holds everywhere. librdkafka's end-of-partition event names the
 //! partition but not the topic, so each topic gets its own consumer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use pos_etl_formats::json::MessageDecoder;
@@ -21,18 +22,31 @@ use super::{Table, TableRead};
 use crate::config::KafkaSettings;
 use crate::error::SourceError;
 
+/// What was read from one topic.
+#[derive(Debug)]
+pub struct TopicRead {
+    /// The records.
+    pub read: TableRead,
+    /// Per partition, the next offset to read.
+    pub next: BTreeMap<i32, i64>,
+}
+
 /// Reads every topic (each with the table its messages belong to), topics in
-/// parallel; one read per topic. `on_messages` is called with each further
-/// number of messages read.
+/// parallel; one read per topic. A partition is read from its offset in
+/// `from` (by topic and partition), or from its start. `on_messages` is
+/// called with each further number of messages read.
 pub async fn read_topics(
     settings: &KafkaSettings,
     topics: &[(Table, String)],
+    from: &BTreeMap<(String, i32), i64>,
     on_messages: impl Fn(u64) + Clone + Send + 'static,
-) -> Result<Vec<TableRead>, SourceError> {
+) -> Result<Vec<TopicRead>, SourceError> {
     let tasks = topics.iter().map(|(table, topic)| {
         let (settings, table, topic, on_messages) =
             (settings.clone(), *table, topic.clone(), on_messages.clone());
-        tokio::task::spawn_blocking(move || read_topic(&settings, table, &topic, on_messages))
+        let from: BTreeMap<i32, i64> =
+            from.iter().filter(|((t, _), _)| *t == topic).map(|((_, partition), next)| (*partition, *next)).collect();
+        tokio::task::spawn_blocking(move || read_topic(&settings, table, &topic, &from, on_messages))
     });
     futures::future::join_all(tasks)
         .await
@@ -41,13 +55,15 @@ pub async fn read_topics(
         .collect()
 }
 
-/// Reads one topic from its earliest offsets to the high-water marks seen at start.
+/// Reads one topic from the offsets in `from` (a partition not in it from
+/// its start) to the high-water marks seen at start.
 pub fn read_topic(
     settings: &KafkaSettings,
     table: Table,
     topic: &str,
+    from: &BTreeMap<i32, i64>,
     on_messages: impl Fn(u64),
-) -> Result<TableRead, SourceError> {
+) -> Result<TopicRead, SourceError> {
     let consumer: BaseConsumer = settings
         .client_config(&[
             ("group.id", "pos-etl-enrich"),
@@ -82,12 +98,14 @@ pub fn read_topic(
     // the consumer to the earliest one retained.
     let mut pending: HashMap<i32, PartitionRead> = HashMap::new();
     let mut assignment = TopicPartitionList::new();
+    let mut done = BTreeMap::new();
     for partition in partitions {
         let (_, high) = consumer.fetch_watermarks(topic, partition, settings.timeout).map_err(unreachable)?;
+        let start = from.get(&partition).copied().unwrap_or(0);
         assignment
-            .add_partition_offset(topic, partition, Offset::Offset(0))
+            .add_partition_offset(topic, partition, Offset::Offset(start))
             .map_err(|source| SourceError::Kafka { topic: topic.to_string(), source })?;
-        pending.insert(partition, PartitionRead::new(0, high));
+        pending.insert(partition, PartitionRead::new(start, high));
     }
     let mut decoder = MessageDecoder::new(table, topic);
     consumer
@@ -128,8 +146,11 @@ pub fn read_topic(
                         _ => None,
                     }
                 });
-                if pending.get_mut(&partition).is_some_and(|read| read.on_end(position)) {
-                    pending.remove(&partition);
+                if let Some(read) = pending.get_mut(&partition) {
+                    if read.on_end(position) {
+                        done.insert(partition, read.next);
+                        pending.remove(&partition);
+                    }
                 }
             }
             // Transient errors (a broker restarting, a rebalance of leaders):
@@ -139,7 +160,7 @@ pub fn read_topic(
         }
     }
     on_messages(decoder.flush() as u64);
-    Ok(decoder.finish())
+    Ok(TopicRead { read: decoder.finish(), next: done })
 }
 
 /// How far the reading of one partition has got, and whether it is done:

@@ -6,6 +6,11 @@
 //! the previous tables until that instant; a failed or killed run rolls
 //! back and leaves them as they were. Runs that load the same schema take
 //! turns on an advisory lock.
+//!
+//! An incremental run appends instead, in place, and keeps its checkpoint
+//! in tables beside the outputs ([`state`]), in the same transaction.
+
+pub mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,7 +142,13 @@ impl PgTarget {
         if exists.is_none() {
             client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.map_err(error("creating the schema"))?;
         }
-        Ok(PgLoad { client: Arc::new(Mutex::new(client)), target: self.clone(), tables: Vec::new() })
+        Ok(PgLoad {
+            client: Arc::new(Mutex::new(client)),
+            target: self.clone(),
+            tables: Vec::new(),
+            appending: Vec::new(),
+            dropping: Vec::new(),
+        })
     }
 }
 
@@ -164,6 +175,10 @@ pub struct PgLoad {
     target: PgTarget,
     /// The tables staged so far, in the order they were staged.
     tables: Vec<String>,
+    /// The tables written in place: an incremental run appends to them.
+    appending: Vec<String>,
+    /// Tables dropped at the commit.
+    dropping: Vec<String>,
 }
 
 impl std::fmt::Debug for PgLoad {
@@ -173,18 +188,37 @@ impl std::fmt::Debug for PgLoad {
 }
 
 impl PgLoad {
-    /// Stages a new version of `table`: a writer that loads it under its
-    /// loading name, to replace the old one at the commit.
+    /// A writer of `table`: one that appends to it in place if the run
+    /// said so ([`PgLoad::append_to`]), else one that loads a new version
+    /// under its loading name, to replace the old one at the commit.
     pub fn stage(&mut self, table: &str) -> PgTableWriter {
-        self.tables.push(table.to_string());
-        PgTableWriter { client: self.client.clone(), schema: self.target.schema.clone(), table: table.to_string() }
+        let append = self.appending.iter().any(|t| t == table);
+        if !append {
+            self.tables.push(table.to_string());
+        }
+        PgTableWriter { client: self.client.clone(), schema: self.target.schema.clone(), table: table.to_string(), append }
     }
 
-    /// Stages `batch` as the whole new version of `table`.
+    /// Makes the writers of `table` append to it in place (it exists).
+    pub fn append_to(&mut self, table: &str) {
+        self.appending.push(table.to_string());
+    }
+
+    /// Drops `table`, if it exists, at the commit.
+    pub fn drop_at_commit(&mut self, table: &str) {
+        self.dropping.push(table.to_string());
+    }
+
+    /// Stages `batch` as the whole new version of `table` (or appends it,
+    /// see [`PgLoad::append_to`]).
     pub async fn put(&mut self, table: &str, batch: RecordBatch) -> Result<u64, SinkError> {
+        // In slices, so that the encoded rows go out as they are encoded.
+        const SLICE: usize = 64 << 10;
+        let slices: Vec<RecordBatch> =
+            (0..batch.num_rows()).step_by(SLICE).map(|start| batch.slice(start, SLICE.min(batch.num_rows() - start))).collect();
         let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
             batch.schema(),
-            futures::stream::once(async { Ok(batch) }),
+            futures::stream::iter(slices.into_iter().map(Ok)),
         );
         self.stage(table).write(Box::pin(stream), |_| {}).await
     }
@@ -192,9 +226,17 @@ impl PgLoad {
     /// Swaps every staged table in for the old one, and commits.
     pub async fn commit(self) -> Result<(), SinkError> {
         let client = self.client.lock().await;
-        let sql: String = self.tables.iter().map(|table| swap_sql(&self.target.schema, table)).collect();
-        let action = format!("replacing the tables {} ({})", self.tables.join(", "), self.target);
-        client.batch_execute(&format!("{sql}COMMIT;")).await.map_err(|source| SinkError::Postgres { action, cause: source })
+        let drops = self.dropping.iter().map(|table| format!("DROP TABLE IF EXISTS {};", qualified(&self.target.schema, table)));
+        let swaps = self.tables.iter().map(|table| swap_sql(&self.target.schema, table));
+        let sql: String = drops.chain(swaps).collect();
+        let written: Vec<&str> = self.tables.iter().chain(&self.appending).map(String::as_str).collect();
+        let action = format!("committing the tables {} ({})", written.join(", "), self.target);
+        let error = |source| SinkError::Postgres { action: action.clone(), cause: source };
+        // COMMIT goes once the swaps are done, not in the same message: a
+        // run killed while a swap waits for a reader's lock must not leave
+        // the server a COMMIT to carry out without it.
+        client.batch_execute(&sql).await.map_err(error)?;
+        client.batch_execute("COMMIT").await.map_err(error)
     }
 }
 
@@ -205,6 +247,8 @@ pub struct PgTableWriter {
     client: Arc<Mutex<Client>>,
     schema: String,
     table: String,
+    /// Whether the rows go into the table itself (it exists), not a new version.
+    append: bool,
 }
 
 impl std::fmt::Debug for PgTableWriter {
@@ -215,7 +259,8 @@ impl std::fmt::Debug for PgTableWriter {
 
 impl PgTableWriter {
     /// Creates the loading table, copies every batch of `stream` into it,
-    /// then adds its index and comments. `on_batch` sees every batch first.
+    /// then adds its index and comments; or, appending, copies the batches
+    /// into the table itself. `on_batch` sees every batch first.
     pub async fn write(
         self,
         mut stream: SendableRecordBatchStream,
@@ -230,7 +275,7 @@ impl PgTableWriter {
             let batch = to_pg_types(batch, &schema).map_err(|e| SinkError::Write { path: self.table.clone(), source: e.into() })?;
             if copy.is_none() {
                 if let Ok(client) = self.client.clone().try_lock_owned() {
-                    copy = Some(CopyIn::start(client, &self.schema, &self.table, &schema).await?);
+                    copy = Some(CopyIn::start(client, &self.schema, &self.table, &schema, self.append).await?);
                 }
             }
             match &mut copy {
@@ -245,7 +290,10 @@ impl PgTableWriter {
         }
         let mut copy = match copy {
             Some(copy) => copy,
-            None => CopyIn::start(self.client.clone().lock_owned().await, &self.schema, &self.table, &schema).await?,
+            None => {
+                let client = self.client.clone().lock_owned().await;
+                CopyIn::start(client, &self.schema, &self.table, &schema, self.append).await?
+            }
         };
         for batch in waiting.drain(..) {
             copy.send(&batch).await?;
@@ -262,6 +310,10 @@ struct CopyIn {
     buffer: BytesMut,
     schema: String,
     table: String,
+    /// The table the rows go into: the loading table, or the table itself.
+    target: String,
+    /// Whether `target` is the table itself, which has its index already.
+    append: bool,
     rows: u64,
 }
 
@@ -271,26 +323,43 @@ impl CopyIn {
         schema: &str,
         table: &str,
         arrow: &Schema,
+        append: bool,
     ) -> Result<CopyIn, SinkError> {
         let error = |action: String| move |source| SinkError::Postgres { action, cause: source };
         let encode_error = |e: pgpq::error::ErrorKind| SinkError::Write { path: table.to_string(), source: e.into() };
         let mut encoder = ArrowToPostgresBinaryEncoder::try_new(arrow).map_err(encode_error)?;
-        let loading = qualified(schema, &format!("{table}{LOADING}"));
-        let columns: Vec<(String, String, bool)> = encoder
-            .schema()
-            .columns
-            .iter()
-            .map(|column| (column.name.clone(), sql_type(&column.data_type), column.nullable))
-            .collect();
-        let create = create_table_sql(&loading, &columns);
-        client.batch_execute(&create).await.map_err(error(format!("creating {loading}")))?;
+        let target = match append {
+            true => qualified(schema, table),
+            false => qualified(schema, &format!("{table}{LOADING}")),
+        };
+        if !append {
+            let columns: Vec<(String, String, bool)> = encoder
+                .schema()
+                .columns
+                .iter()
+                .map(|column| (column.name.clone(), sql_type(&column.data_type), column.nullable))
+                .collect();
+            let create = create_table_sql(&target, &columns);
+            client.batch_execute(&create).await.map_err(error(format!("creating {target}")))?;
+        }
+        let columns = arrow.fields().iter().map(|f| quote(f.name())).collect::<Vec<_>>().join(", ");
         let sink = client
-            .copy_in(&format!("COPY {loading} FROM STDIN (FORMAT binary)"))
+            .copy_in(&format!("COPY {target} ({columns}) FROM STDIN (FORMAT binary)"))
             .await
-            .map_err(error(format!("starting COPY into {loading}")))?;
+            .map_err(error(format!("starting COPY into {target}")))?;
         let mut buffer = BytesMut::with_capacity(COPY_CHUNK);
         encoder.write_header(&mut buffer).map_err(encode_error)?;
-        Ok(CopyIn { client, sink: Box::pin(sink), encoder, buffer, schema: schema.to_string(), table: table.to_string(), rows: 0 })
+        Ok(CopyIn {
+            client,
+            sink: Box::pin(sink),
+            encoder,
+            buffer,
+            schema: schema.to_string(),
+            table: table.to_string(),
+            target,
+            append,
+            rows: 0,
+        })
     }
 
     async fn send(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
@@ -312,15 +381,16 @@ impl CopyIn {
         let chunk = self.buffer.split().freeze();
         self.sink.send(chunk).await.map_err(|source| self.error("copying rows into", source))?;
         self.sink.as_mut().finish().await.map_err(|source| self.error("finishing COPY into", source))?;
-        let names: Vec<&str> = arrow.fields().iter().map(|f| f.name().as_str()).collect();
-        let sql = finish_table_sql(&self.schema, &self.table, &names);
-        self.client.batch_execute(&sql).await.map_err(|source| self.error("indexing", source))?;
+        if !self.append {
+            let names: Vec<&str> = arrow.fields().iter().map(|f| f.name().as_str()).collect();
+            let sql = finish_table_sql(&self.schema, &self.table, &names);
+            self.client.batch_execute(&sql).await.map_err(|source| self.error("indexing", source))?;
+        }
         Ok(self.rows)
     }
 
     fn error(&self, action: &str, source: tokio_postgres::Error) -> SinkError {
-        let loading = qualified(&self.schema, &format!("{}{LOADING}", self.table));
-        SinkError::Postgres { action: format!("{action} {loading}"), cause: source }
+        SinkError::Postgres { action: format!("{action} {}", self.target), cause: source }
     }
 }
 
@@ -384,7 +454,9 @@ fn create_table_sql(name: &str, columns: &[(String, String, bool)]) -> String {
 fn index_of(table: &str) -> Option<(&'static str, &'static [&'static str], bool)> {
     match table {
         "enriched" => Some(("store_item_time", &["store_id", "item_id", "date_time"], false)),
-        "current_inventory" => Some(("pkey", &["store_id", "item_id"], true)),
+        "current_inventory" | state::STOCK => Some(("pkey", &["store_id", "item_id"], true)),
+        state::SNAPSHOT_JOURNAL | state::CHANGE_JOURNAL => Some(("store_item_time", &["store_id", "item_id", "date_time"], false)),
+        state::CHECKPOINT => Some(("pkey", &["source", "name"], true)),
         _ => None,
     }
 }
@@ -453,6 +525,9 @@ fn table_comment(table: &str) -> Option<&'static str> {
         "enriched" => "Every distinct inventory event joined with its store, item and change type, with the stock after it (pos-etl, SPEC 2)",
         "current_inventory" => "The stock now, per store and item that has a snapshot (pos-etl, SPEC 3)",
         "rejects" => "Records pos-etl could not use, with where they were and why (SPEC 1.3)",
+        state::CHECKPOINT => "pos-etl --incremental: where each input stopped (do not edit)",
+        state::STOCK => "pos-etl --incremental: the stock after the last applied event, per store and item (do not edit)",
+        state::SNAPSHOT_JOURNAL | state::CHANGE_JOURNAL => "pos-etl --incremental: every event applied, as read (do not edit)",
         _ => return None,
     })
 }

@@ -1,0 +1,259 @@
+//! The checkpoint of an incremental run (SPEC 6.1) and the decisions a run
+//! takes from it, as pure functions: where each input goes on from, which
+//! events are late, from where each store and item is computed again, and
+//! the stock each store and item is left with. The destination stores the
+//! checkpoint (`sinks::postgres`) and the sources report positions; nothing
+//! here does I/O.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampSecondType};
+
+use crate::sources::records::Position;
+
+/// A store and item: (store_id, item_id).
+pub type Pair = (i64, i64);
+
+/// Where every input of the runs so far stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Per Kafka topic and partition: the next offset to read.
+    pub offsets: BTreeMap<(String, i32), i64>,
+    /// Per CSV event file, by its name in the data directory: what has been loaded.
+    pub files: BTreeMap<String, FileMark>,
+}
+
+/// How much of a CSV file has been loaded, and how to recognise it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMark {
+    /// Where the next record starts: the end of the last complete line loaded.
+    pub end: Position,
+    /// A fingerprint of the bytes before `end.byte` (see `sources::csv::fingerprint`).
+    pub fingerprint: String,
+}
+
+impl Checkpoint {
+    /// Every position, by `topic/partition` or file name: for the summary.
+    pub fn positions(&self) -> BTreeMap<String, u64> {
+        let offsets = self.offsets.iter().map(|((topic, partition), next)| (format!("{topic}/{partition}"), *next as u64));
+        let files = self.files.iter().map(|(name, mark)| (name.clone(), mark.end.byte));
+        offsets.chain(files).collect()
+    }
+}
+
+/// Where a run reads a CSV file from, given what the checkpoint says of it
+/// (`mark`), the file's length now and the fingerprint now of the bytes the
+/// mark covers. `None`: nothing new. An error says how the file changed
+/// other than by growing, which a run cannot account for.
+pub fn file_start(mark: Option<&FileMark>, len: u64, fingerprint_now: Option<&str>) -> Result<Option<Position>, String> {
+    let Some(mark) = mark else {
+        return Ok(Some(Position::START));
+    };
+    if len < mark.end.byte {
+        return Err(format!("it is shorter ({len} bytes) than the {} bytes already loaded", mark.end.byte));
+    }
+    if fingerprint_now != Some(mark.fingerprint.as_str()) {
+        return Err(format!("its first {} bytes, already loaded, have changed", mark.end.byte));
+    }
+    Ok((len > mark.end.byte).then_some(mark.end))
+}
+
+/// The stock of one store and item after the last event applied to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairState {
+    /// That event's time (seconds since the epoch, wall clock).
+    pub date_time: i64,
+    /// The stock after it; `None` before any snapshot.
+    pub final_quantity: Option<i64>,
+    /// The count of the last snapshot up to it, if any.
+    pub snapshot_quantity: Option<i64>,
+}
+
+/// How far an event at `time` is before the last event applied to its store
+/// and item, if by more than `window` seconds: such an event is late (SPEC
+/// 6.2) and rejected.
+pub fn late_by(time: i64, last: Option<&PairState>, window: i64) -> Option<i64> {
+    let last = last?.date_time;
+    (time < last.saturating_sub(window)).then(|| last - time)
+}
+
+/// What a run does with a store and item it has new events for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairPlan {
+    /// Every new event sorts after the last applied one: compute on from
+    /// the stored stock and append.
+    Append,
+    /// Some new event is at or before the last applied one (within the late
+    /// window): the rows from this time on are computed again, from the
+    /// events already applied since then and the new ones, and replace the
+    /// stored ones.
+    RewriteFrom(i64),
+}
+
+/// The plan for a store and item whose earliest new (not late) event is at
+/// `since`. An event at the same second as the last applied one may sort
+/// before it (SPEC 2.1 breaks ties by more than time), so it rewrites.
+pub fn plan(since: i64, last: Option<&PairState>) -> PairPlan {
+    match last {
+        Some(last) if since <= last.date_time => PairPlan::RewriteFrom(since),
+        _ => PairPlan::Append,
+    }
+}
+
+/// A duration in seconds as `1d 2h 3m 4s`, largest units first, zeros left out.
+pub fn format_seconds(seconds: i64) -> String {
+    let units = [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)];
+    let mut left = seconds.max(0);
+    let parts: Vec<String> = units
+        .iter()
+        .filter_map(|(unit, size)| {
+            let count = left / size;
+            left %= size;
+            (count > 0).then(|| format!("{count}{unit}"))
+        })
+        .collect();
+    if parts.is_empty() { "0s".to_string() } else { parts.join(" ") }
+}
+
+/// The stock each store and item is left with, followed along the rows of
+/// `enriched` as they are written (in store, item and stock order).
+#[derive(Debug, Default)]
+pub struct StockTracker {
+    states: HashMap<Pair, Seen>,
+}
+
+/// What the rows of a run said of one store and item.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    date_time: i64,
+    final_quantity: Option<i64>,
+    /// The last snapshot among the run's rows.
+    snapshot_quantity: Option<i64>,
+}
+
+impl StockTracker {
+    /// Follows the rows of one batch of `enriched`. It needs the columns
+    /// store_id, item_id, date_time, quantity, source_type and final_quantity.
+    pub fn observe(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        let column = |name: &str| batch.column_by_name(name).ok_or_else(|| format!("enriched has no {name} column"));
+        let int = |name: &str| -> Result<arrow::array::PrimitiveArray<Int64Type>, String> {
+            let cast = arrow::compute::cast(column(name)?, &DataType::Int64).map_err(|e| e.to_string())?;
+            Ok(cast.as_primitive::<Int64Type>().clone())
+        };
+        let (store, item, quantity, stock) = (int("store_id")?, int("item_id")?, int("quantity")?, int("final_quantity")?);
+        let time = arrow::compute::cast(column("date_time")?, &DataType::Timestamp(TimeUnit::Second, None))
+            .map_err(|e| e.to_string())?;
+        let time = time.as_primitive::<TimestampSecondType>();
+        let source_type = arrow::compute::cast(column("source_type")?, &DataType::Utf8).map_err(|e| e.to_string())?;
+        let source_type = source_type.as_string::<i32>();
+        let value = |array: &arrow::array::PrimitiveArray<Int64Type>, row| (!array.is_null(row)).then(|| array.value(row));
+        for row in 0..batch.num_rows() {
+            let pair = (store.value(row), item.value(row));
+            let snapshot = (source_type.value(row) == "snapshot_only").then(|| quantity.value(row));
+            let seen = Seen { date_time: time.value(row), final_quantity: value(&stock, row), snapshot_quantity: snapshot };
+            self.states
+                .entry(pair)
+                .and_modify(|earlier| *earlier = Seen { snapshot_quantity: snapshot.or(earlier.snapshot_quantity), ..seen })
+                .or_insert(seen);
+        }
+        Ok(())
+    }
+
+    /// The state of every store and item the run wrote rows for; the last
+    /// snapshot comes from `carried` (the state the run started from) when
+    /// the run's rows have none.
+    pub fn finish(self, carried: &HashMap<Pair, PairState>) -> BTreeMap<Pair, PairState> {
+        self.states
+            .into_iter()
+            .map(|(pair, seen)| {
+                let snapshot = seen.snapshot_quantity.or_else(|| carried.get(&pair).and_then(|c| c.snapshot_quantity));
+                let state =
+                    PairState { date_time: seen.date_time, final_quantity: seen.final_quantity, snapshot_quantity: snapshot };
+                (pair, state)
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for PairPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PairPlan::Append => f.write_str("append"),
+            PairPlan::RewriteFrom(time) => write!(f, "rewrite from {time}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray, TimestampSecondArray};
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    const DAY: i64 = 86_400;
+
+    #[test]
+    fn a_file_goes_on_from_its_mark_only_if_it_grew() {
+        let mark = FileMark { end: Position { byte: 100, line: 5 }, fingerprint: "abc".into() };
+        assert_eq!(file_start(None, 10, None), Ok(Some(Position::START)), "a new file is read whole");
+        assert_eq!(file_start(Some(&mark), 100, Some("abc")), Ok(None), "nothing new");
+        assert_eq!(file_start(Some(&mark), 150, Some("abc")), Ok(Some(mark.end)), "the grown tail");
+        assert!(file_start(Some(&mark), 90, None).unwrap_err().contains("shorter (90 bytes) than the 100 bytes"));
+        assert!(file_start(Some(&mark), 150, Some("abd")).unwrap_err().contains("first 100 bytes"));
+    }
+
+    #[test]
+    fn late_is_beyond_the_window_before_the_last_applied_event() {
+        let last = PairState { date_time: 10 * DAY, final_quantity: Some(5), snapshot_quantity: Some(5) };
+        assert_eq!(late_by(9 * DAY, Some(&last), DAY), None, "exactly the window back is still in it");
+        assert_eq!(late_by(9 * DAY - 1, Some(&last), DAY), Some(DAY + 1));
+        assert_eq!(late_by(0, None, DAY), None, "nothing applied yet: nothing is late");
+        assert_eq!(plan(10 * DAY + 1, Some(&last)), PairPlan::Append);
+        assert_eq!(plan(10 * DAY, Some(&last)), PairPlan::RewriteFrom(10 * DAY), "the same second may sort before");
+        assert_eq!(plan(9 * DAY, Some(&last)), PairPlan::RewriteFrom(9 * DAY));
+        assert_eq!(plan(0, None), PairPlan::Append);
+        assert_eq!(format_seconds(DAY + 2 * 3600 + 5), "1d 2h 5s");
+        assert_eq!(format_seconds(0), "0s");
+    }
+
+    #[test]
+    fn the_stock_left_is_the_last_row_and_the_last_snapshot() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("store_id", DataType::Int64, false),
+            Field::new("item_id", DataType::Int64, false),
+            Field::new("date_time", DataType::Timestamp(TimeUnit::Second, None), false),
+            Field::new("quantity", DataType::Int64, false),
+            Field::new("source_type", DataType::Utf8, false),
+            Field::new("final_quantity", DataType::Int64, true),
+        ]));
+        let batch = |rows: &[(i64, i64, i64, i64, &str, Option<i64>)]| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                    Arc::new(TimestampSecondArray::from_iter_values(rows.iter().map(|r| r.2))),
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
+                    Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.4))),
+                    Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.5))),
+                ],
+            )
+            .unwrap()
+        };
+        let mut tracker = StockTracker::default();
+        tracker
+            .observe(&batch(&[(1, 1, 10, 100, "snapshot_only", Some(100)), (1, 1, 20, -2, "snapshot_with_change", Some(98))]))
+            .unwrap();
+        // The next batch goes on with the same pair, then one that only has changes.
+        tracker.observe(&batch(&[(1, 1, 30, 5, "snapshot_with_change", Some(103)), (1, 2, 15, -1, "snapshot_with_change", Some(6))])).unwrap();
+        let carried = HashMap::from([((1, 2), PairState { date_time: 5, final_quantity: Some(7), snapshot_quantity: Some(9) })]);
+        let states = tracker.finish(&carried);
+        assert_eq!(states[&(1, 1)], PairState { date_time: 30, final_quantity: Some(103), snapshot_quantity: Some(100) });
+        assert_eq!(states[&(1, 2)], PairState { date_time: 15, final_quantity: Some(6), snapshot_quantity: Some(9) }, "the carried count");
+    }
+}
