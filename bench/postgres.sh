@@ -13,24 +13,13 @@ days=${2:-30}
 runs=${3:-3}
 
 source bench/setup.sh
-bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-work=$(mktemp -d)
-chmod 755 "$work"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-as_server() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-mkdir "$work/pg" && { [ "$(id -u)" != 0 ] || chown postgres "$work/pg"; }
-as_server "$bin/initdb" -U pos -A trust -E UTF8 --no-instructions -D "$work/pg/data" > /dev/null
-as_server "$bin/pg_ctl" -D "$work/pg/data" -l "$work/pg/log" -w -t 60 \
-    -o "-p $port -c listen_addresses=127.0.0.1 -k $work/pg -c max_wal_size=8GB" start > /dev/null
-trap 'as_server "$bin/pg_ctl" -D "$work/pg/data" -m fast stop > /dev/null; rm -rf "$work"' EXIT
-url="postgresql://pos@127.0.0.1:$port/postgres"
+source bench/pg_server.sh
 
 "$pos_etl" generate --out-dir "$work/data" --items "$items" --days "$days" --seed 1
 "$pos_etl" enrich --data "$work/data" --out "$work/combined.csv" --progress never
 "$pos_etl" enrich --data "$work/data" --postgres "$url" --rejects "$work/rejects.csv" --progress never
 "$bin/psql" -X -q -d "$url" -c 'CREATE TABLE enriched_copy (LIKE enriched)'
 
-timed() { /usr/bin/time -f '%e %M' -o "$work/time" "$@" > /dev/null 2>"$work/stderr" || { cat "$work/stderr"; exit 1; }; cat "$work/time"; }
 pos_times=(); pos_rss=(); copy_times=()
 for run in $(seq "$runs"); do
     read -r seconds rss < <(timed "$pos_etl" enrich --data "$work/data" --postgres "$url" --rejects "$work/rejects.csv" --progress never)
@@ -39,7 +28,6 @@ for run in $(seq "$runs"); do
     read -r seconds _ < <(timed "$bin/psql" -X -q -d "$url" -c "\\copy enriched_copy FROM '$work/combined.csv' CSV HEADER")
     copy_times+=("$seconds")
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 pos=$(median "${pos_times[@]}"); copy=$(median "${copy_times[@]}"); rss=$(median "${pos_rss[@]}")
 rows=$("$bin/psql" -X -At -d "$url" -c 'SELECT count(*) FROM enriched')
 same=$("$bin/psql" -X -At -d "$url" -c 'SELECT count(*) FROM (SELECT * FROM enriched EXCEPT ALL SELECT * FROM enriched_copy) d')
