@@ -33,6 +33,9 @@ pub enum Command {
     /// Write the analysts' tables, a sales forecast and one HTML page of charts.
     #[command(after_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
+    /// Apply the events arriving on Kafka to PostgreSQL in micro-batches, until stopped.
+    #[command(after_help = STREAM_EXAMPLES)]
+    Stream(StreamArgs),
     /// Send the snapshot and change exports to Kafka topics, in date_time order.
     #[command(after_help = PRODUCE_EXAMPLES)]
     Produce(ProduceArgs),
@@ -59,6 +62,17 @@ const ENRICH_EXAMPLES: &str = "Examples:
   pos-etl enrich --brokers kafka-1:9093 --config pos-etl.toml --out combined.csv
   pos-etl enrich --brokers kafka-1:9093 -X security.protocol=SASL_SSL \\
       -X sasl.mechanisms=PLAIN -X sasl.username=etl -X sasl.password=secret --out combined.csv";
+
+const STREAM_EXAMPLES: &str = "Examples:
+  # apply what arrives, batch after batch, until SIGINT or SIGTERM
+  pos-etl stream --brokers kafka-1:9092 --postgres postgresql://pos@db/pos
+
+  # one batch every 10 s, per-batch metrics as JSON lines, stop after 5 s without a record
+  pos-etl stream --brokers kafka-1:9092 --postgres postgresql://pos@db/pos \\
+      --trigger 10s --metrics batches.jsonl --stop-when-idle 5s
+
+Each batch is committed with its offsets in one transaction (as enrich
+--incremental): restarted, it goes on from the last committed batch.";
 
 const REPORT_EXAMPLES: &str = "Examples:
   # the sample data in ./data; open report/report.html in a browser
@@ -134,6 +148,45 @@ pub struct EnrichArgs {
     pub late_window: Duration,
 
     /// Inputs, rules and resources.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Flags of `pos-etl stream`.
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// The database the batches go to (required).
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+
+    /// Wait this long between the starts of two batches; 0s starts the
+    /// next one as soon as the previous has committed.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub trigger: Duration,
+
+    /// At most N records per batch.
+    #[arg(long, value_name = "N", default_value = "100000", value_parser = parse_positive)]
+    pub max_batch_records: u64,
+
+    /// Exit (0) after this long without a record.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stop_when_idle: Option<Duration>,
+
+    /// Append one JSON line per batch to PATH: records, rows, the time in
+    /// each step, latency and lag.
+    #[arg(long, value_name = "PATH")]
+    pub metrics: Option<PathBuf>,
+
+    /// As enrich --late-window: how late (event time) an event may be and
+    /// still be applied exactly.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub late_window: Duration,
+
+    /// Write the summary of the whole run as JSON to PATH at exit.
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Inputs (--brokers and the topics; lookups from --data), rules and resources.
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 
 use crate::cli::{
-    EnrichArgs, Format, KafkaArgs, MessageForm, PostgresArgs, ProduceArgs, ProgressMode, ReportArgs, RunArgs, format_size,
+    EnrichArgs, Format, KafkaArgs, MessageForm, PostgresArgs, ProduceArgs, ProgressMode, ReportArgs, RunArgs, StreamArgs,
+    format_size,
 };
 use crate::error::PipelineError;
 use crate::pipeline::{MIN_MEMORY_PER_THREAD, Resources, Rules};
@@ -39,6 +40,12 @@ pub enum ConfigError {
         "--incremental appends to tables and keeps its checkpoint beside them: it needs --postgres (a file output is replaced whole each run)"
     )]
     IncrementalToFile,
+    /// `stream` without one of its inputs or its destination.
+    #[error("stream reads Kafka and writes PostgreSQL: give {what}")]
+    StreamNeeds {
+        /// The flag missing.
+        what: &'static str,
+    },
     /// The PostgreSQL URL cannot be used.
     #[error("--postgres: {0}")]
     Postgres(String),
@@ -337,6 +344,51 @@ impl EnrichConfig {
             summary_json: args.summary_json,
             postgres: Some(target),
             incremental: args.incremental.then_some(args.late_window),
+        })
+    }
+}
+
+/// The checked settings of `pos-etl stream`.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// Inputs (Kafka), rules and resources.
+    pub run: RunConfig,
+    /// The database.
+    pub target: PgTarget,
+    /// Time between the starts of two batches.
+    pub trigger: Duration,
+    /// Records per batch at most.
+    pub max_batch_records: u64,
+    /// Exit after this long without a record.
+    pub stop_when_idle: Option<Duration>,
+    /// Where the per-batch JSON lines go.
+    pub metrics: Option<PathBuf>,
+    /// The late window.
+    pub late_window: Duration,
+    /// Where to write the JSON summary.
+    pub summary_json: Option<PathBuf>,
+}
+
+impl TryFrom<StreamArgs> for StreamConfig {
+    type Error = ConfigError;
+
+    fn try_from(args: StreamArgs) -> Result<Self, ConfigError> {
+        let url = args.postgres.postgres.clone().ok_or(ConfigError::StreamNeeds { what: "--postgres URL (or POS_ETL_POSTGRES)" })?;
+        let target = pg_target(&url, &args.postgres)?;
+        let run = RunConfig::try_from(args.run)?;
+        if !matches!(run.events, EventSource::Kafka { .. }) {
+            return Err(ConfigError::StreamNeeds { what: "--brokers HOST:PORT (or POS_ETL_BROKERS)" });
+        }
+        refuse_shared_files(&[("--metrics", args.metrics.clone()), ("--summary-json", args.summary_json.clone())])?;
+        Ok(StreamConfig {
+            run,
+            target,
+            trigger: args.trigger,
+            max_batch_records: args.max_batch_records,
+            stop_when_idle: args.stop_when_idle,
+            metrics: args.metrics,
+            late_window: args.late_window,
+            summary_json: args.summary_json,
         })
     }
 }

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
@@ -30,6 +30,15 @@ use crate::sources::streaming::ReadLog;
 use crate::sources::{self, Table, TableRead};
 use crate::summary::IncrementalSummary;
 
+/// What a run read since the checkpoint.
+#[derive(Debug)]
+pub struct NewRecords {
+    /// The lookups, whole, and the new event records.
+    pub reads: Vec<TableRead>,
+    /// The checkpoint once they are applied.
+    pub after: Checkpoint,
+}
+
 /// Runs `job` incrementally into the PostgreSQL transaction attached to
 /// `commit`, with late events beyond `late_window` rejected.
 pub async fn run(
@@ -40,9 +49,25 @@ pub async fn run(
 ) -> anyhow::Result<Enriched> {
     let load = commit.postgres().expect("an incremental run attaches its transaction first");
     let stored = load.checkpoint().await?;
+    let new = read_new(job.run, &stored.clone().unwrap_or_default(), progress).await?;
+    apply(job, late_window, stored, new, progress, commit).await
+}
+
+/// Applies `new` (read since the checkpoint `stored`, `None` before the
+/// first run) in the PostgreSQL transaction attached to `commit`: the rows,
+/// the stock, the journal and the next checkpoint, staged to commit together.
+pub async fn apply(
+    job: &Job<'_>,
+    late_window: Duration,
+    stored: Option<Checkpoint>,
+    new: NewRecords,
+    progress: &Progress,
+    commit: &mut Commit,
+) -> anyhow::Result<Enriched> {
+    let load = commit.postgres().expect("an incremental run attaches its transaction first");
     let first = stored.is_none();
     let before = stored.unwrap_or_default();
-    let (reads, after) = read_new(job.run, &before, progress).await?;
+    let NewRecords { reads, after } = new;
     let events_read: u64 = reads.iter().filter(|read| read.table.is_event()).map(|read| read.records).sum();
     let mut account = IncrementalSummary {
         first_run: first,
@@ -113,6 +138,7 @@ pub async fn run(
     let touched: Vec<Pair> = since.keys().copied().collect();
     let tables = [pipeline::ENRICHED, pipeline::CURRENT_INVENTORY, state::STOCK, state::SNAPSHOT_JOURNAL, state::CHANGE_JOURNAL];
     // The first run stages new tables, replacing what a full run left; later ones append.
+    let removing = Instant::now();
     if !first {
         account.rows_rewritten = load.remove_for_rewrite(&rewrite, &touched).await?;
         for table in tables {
@@ -146,21 +172,32 @@ pub async fn run(
         refed: refed_rows,
         duplicates,
     };
+    let mut write_time = removing.elapsed();
     let writers = open_writers(job, commit)?;
+    let rules = Instant::now();
     let mut tracker = StockTracker::default();
     let mut enriched = enrichment::run_on(job, inputs, writers, progress, |batch| tracker.observe(batch)).await?;
 
+    account.rules_ms = millis(rules.elapsed());
     // The checkpoint, with the rows.
+    let writing = Instant::now();
     let load = commit.postgres().expect("attached above");
     load.put_stock(&tracker.finish(&carried)).await?;
     for (table, batch) in new_events {
         load.put(state::journal(table), batch).await?;
     }
     load.put_checkpoint(&after).await?;
+    write_time += writing.elapsed();
+    account.write_ms = millis(write_time);
     account.duplicates = enriched.summary.duplicates;
     account.rows_appended = enriched.summary.rows_written.saturating_sub(account.rows_rewritten);
     enriched.summary.incremental = Some(account);
     Ok(enriched)
+}
+
+/// `duration` in milliseconds.
+pub fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
 }
 
 /// The writers of the run's outputs, from the transaction attached to `commit`.
@@ -170,12 +207,17 @@ fn open_writers(job: &Job<'_>, commit: &mut Commit) -> anyhow::Result<(OutputWri
     Ok((enriched, current))
 }
 
-/// Reads the lookups whole and every event input from where `before`
-/// stopped; returns the reads and the checkpoint they bring it to.
-async fn read_new(run: &RunConfig, before: &Checkpoint, progress: &Progress) -> anyhow::Result<(Vec<TableRead>, Checkpoint)> {
+/// Reads the lookups of `run`, whole.
+pub async fn read_lookups(run: &RunConfig) -> anyhow::Result<Vec<TableRead>> {
     let lookups = [Table::Store, Table::Item, Table::InventoryChangeType];
     let lookup_files = sources::csv::discover(&run.data_dir, &lookups)?;
-    let mut reads = sources::csv::read_all(&lookup_files, |_| {}).await?;
+    Ok(sources::csv::read_all(&lookup_files, |_| {}).await?)
+}
+
+/// Reads the lookups whole and every event input from where `before`
+/// stopped, and the checkpoint that brings it to.
+async fn read_new(run: &RunConfig, before: &Checkpoint, progress: &Progress) -> anyhow::Result<NewRecords> {
+    let mut reads = read_lookups(run).await?;
     let mut after = before.clone();
     match &run.events {
         EventSource::Kafka { settings, topics } => {
@@ -209,7 +251,7 @@ async fn read_new(run: &RunConfig, before: &Checkpoint, progress: &Progress) -> 
             }
         }
     }
-    Ok((reads, after))
+    Ok(NewRecords { reads, after })
 }
 
 /// The name a file is known by in the checkpoint: its name in the data

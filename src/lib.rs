@@ -7,6 +7,7 @@ pub mod config;
 pub mod enrichment;
 pub mod error;
 pub mod incremental;
+pub mod metrics;
 pub mod pipeline;
 pub mod progress;
 pub mod report;

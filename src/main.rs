@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pos_etl::cli::{Cli, Command};
-use pos_etl::config::{EnrichConfig, ProduceConfig, ReportConfig};
+use pos_etl::config::{EnrichConfig, ProduceConfig, ReportConfig, StreamConfig};
 use pos_etl::{commands, error};
 
 // DataFusion allocates and frees many short-lived buffers; mimalloc does
@@ -27,6 +27,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Enrich(args) => commands::enrich::run(&EnrichConfig::try_from(args)?).await.map(drop),
         Command::Report(args) => commands::report::run(&ReportConfig::try_from(args)?).await.map(drop),
+        Command::Stream(args) => commands::stream::run(&StreamConfig::try_from(args)?).await.map(drop),
         Command::Produce(args) => commands::produce::run(&ProduceConfig::try_from(args)?).await.map(drop),
         Command::Generate(args) => commands::generate::run(&args).map(drop),
     }

@@ -73,6 +73,9 @@ pub struct Summary {
     pub outputs: Vec<OutputCounts>,
     /// Where the rejects went, if any record was rejected.
     pub rejects_file: Option<String>,
+    /// The batches of `stream` and their latency (stream only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamSummary>,
     /// What an incremental run did (`--incremental` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incremental: Option<IncrementalSummary>,
@@ -81,6 +84,15 @@ pub struct Summary {
     pub forecast: Option<ForecastSummary>,
     /// Wall-clock time of the run.
     pub elapsed_seconds: f64,
+}
+
+/// The batches of a `stream` run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamSummary {
+    /// Batches committed.
+    pub batches: u64,
+    /// Their latency, if their records carry `sent_time`.
+    pub latency: Option<crate::metrics::LatencySummary>,
 }
 
 /// The account of an incremental run (SPEC 6).
@@ -105,6 +117,10 @@ pub struct IncrementalSummary {
     pub checkpoint_before: BTreeMap<String, u64>,
     /// Where each input stands after it.
     pub checkpoint_after: BTreeMap<String, u64>,
+    /// Milliseconds in the rules, with the COPY of the rows they compute.
+    pub rules_ms: f64,
+    /// Milliseconds in the other writes: rows removed, stock, journal, checkpoint.
+    pub write_ms: f64,
 }
 
 impl IncrementalSummary {
@@ -147,6 +163,58 @@ pub struct ForecastSummary {
 }
 
 impl Summary {
+    /// Adds the counts of `read` (one input read).
+    pub fn absorb_read(&mut self, read: &crate::sources::TableRead) {
+        let counts = self.tables.entry(read.table).or_default();
+        counts.read += read.records;
+        counts.rejected += read.rejects.len() as u64;
+        self.rejected += read.rejects.len() as u64;
+        if read.table.is_event() {
+            self.events_read += read.records;
+        }
+    }
+
+    /// Adds the counts of `batch`, one batch of a `stream` run.
+    pub fn absorb(&mut self, batch: &Summary) {
+        for (table, counts) in &batch.tables {
+            let total = self.tables.entry(*table).or_default();
+            total.read += counts.read;
+            total.rejected += counts.rejected;
+        }
+        self.events_read += batch.events_read;
+        self.rows_written += batch.rows_written;
+        self.rejected += batch.rejected;
+        self.duplicates += batch.duplicates;
+        self.left_out_by_rules += batch.left_out_by_rules;
+        let u = &mut self.unmatched_lookups;
+        (u.store, u.item, u.change_type) = (
+            u.store + batch.unmatched_lookups.store,
+            u.item + batch.unmatched_lookups.item,
+            u.change_type + batch.unmatched_lookups.change_type,
+        );
+        for output in &batch.outputs {
+            match self.outputs.iter_mut().find(|o| o.table == output.table) {
+                Some(total) => total.rows += output.rows,
+                None => self.outputs.push(output.clone()),
+            }
+        }
+        if let Some(run) = &batch.incremental {
+            let total = self.incremental.get_or_insert_with(|| IncrementalSummary {
+                checkpoint_before: run.checkpoint_before.clone(),
+                ..Default::default()
+            });
+            total.records_read += run.records_read;
+            total.rows_appended += run.rows_appended;
+            total.rows_rewritten += run.rows_rewritten;
+            total.late_rejected += run.late_rejected;
+            total.duplicates += run.duplicates;
+            total.rules_ms += run.rules_ms;
+            total.write_ms += run.write_ms;
+            total.first_run |= run.first_run;
+            total.checkpoint_after = run.checkpoint_after.clone();
+        }
+    }
+
     /// The summary as the lines printed on stderr.
     pub fn to_lines(&self) -> Vec<String> {
         if let Some(incremental) = self.incremental.as_ref().filter(|run| run.nothing_new) {
@@ -182,6 +250,15 @@ impl Summary {
         }
         if let Some(incremental) = &self.incremental {
             lines.extend(incremental.to_lines());
+        }
+        if let Some(stream) = &self.stream {
+            lines.push(match &stream.latency {
+                Some(l) => format!(
+                    "stream: {} batches; latency p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+                    stream.batches, l.p50_ms, l.p95_ms, l.max_ms
+                ),
+                None => format!("stream: {} batches (no record carried a sent_time: no latency)", stream.batches),
+            });
         }
         if let Some(f) = &self.forecast {
             lines.push(format!(

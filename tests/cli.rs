@@ -12,3 +12,4 @@ mod outputs;
 mod postgres;
 mod properties;
 mod report;
+mod stream;

@@ -17,7 +17,7 @@ use crate::postgres::{CURRENT_INVENTORY, WITHIN, generate, sorted};
 const LOOKUPS: [&str; 3] = ["store.csv", "item.csv", "inventory_change_type.csv"];
 
 /// One event file of the generated data, cut into its lines.
-struct EventFile {
+pub struct EventFile {
     name: String,
     /// The header line, with the generator's byte-order mark.
     header: String,
@@ -38,7 +38,7 @@ impl EventFile {
 }
 
 /// The event files of `dir`.
-fn event_files(dir: &Path) -> Vec<EventFile> {
+pub fn event_files(dir: &Path) -> Vec<EventFile> {
     let mut files: Vec<EventFile> = std::fs::read_dir(dir)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
@@ -55,7 +55,7 @@ fn event_files(dir: &Path) -> Vec<EventFile> {
 }
 
 /// The days the events fall on, in order.
-fn days(files: &[EventFile]) -> Vec<String> {
+pub fn days(files: &[EventFile]) -> Vec<String> {
     let mut days: Vec<String> =
         files.iter().flat_map(|file| file.rows.iter().map(|row| file.key(row).1[..10].to_string())).collect();
     days.sort();
@@ -78,7 +78,7 @@ fn append(dir: &Path, name: &str, header: &str, rows: &[&String]) {
 }
 
 /// A data directory `name` in `work` with the lookups of `data/`.
-fn data_dir(work: &Workdir, name: &str) -> std::path::PathBuf {
+pub fn data_dir(work: &Workdir, name: &str) -> std::path::PathBuf {
     let dir = work.path().join(name);
     std::fs::create_dir_all(&dir).unwrap();
     for lookup in LOOKUPS {
@@ -90,7 +90,7 @@ fn data_dir(work: &Workdir, name: &str) -> std::path::PathBuf {
 /// Writes the rows of `files` on `days` into `dir`, each file appended to
 /// under its own name, or under `NAME_SUFFIX.csv` if `suffix` is given
 /// (with its header, even if no row falls on `days`). Returns the rows written.
-fn deliver(files: &[EventFile], days: &[String], dir: &Path, suffix: Option<&str>) -> u64 {
+pub fn deliver(files: &[EventFile], days: &[String], dir: &Path, suffix: Option<&str>) -> u64 {
     let mut written = 0;
     for file in files {
         let rows: Vec<&String> = file.rows.iter().filter(|row| days.iter().any(|day| file.key(row).1.starts_with(day.as_str()))).collect();
@@ -115,7 +115,7 @@ fn incremental(work: &Workdir, pg: &PgServer, json: &str, args: &[&str]) -> serd
 
 /// Six generated days in `data/` and the full run's tables in `e.csv` and
 /// `c.csv`; the event files cut into lines, and their days.
-fn six_days() -> (Workdir, Vec<EventFile>, Vec<String>) {
+pub fn six_days() -> (Workdir, Vec<EventFile>, Vec<String>) {
     let work = Workdir::new();
     generate(&work, "20", "6");
     work.run(&["enrich", "--out", "e.csv", "--current-out", "c.csv"]).expect_code(0);
@@ -126,7 +126,7 @@ fn six_days() -> (Workdir, Vec<EventFile>, Vec<String>) {
 }
 
 /// Asserts that the tables equal the full run's files.
-fn assert_tables_equal(pg: &PgServer, work: &Workdir, enriched: &str, current: &str) {
+pub fn assert_tables_equal(pg: &PgServer, work: &Workdir, enriched: &str, current: &str) {
     assert_eq!(sorted(&pg.csv("SELECT * FROM enriched")), sorted(&work.read(enriched)), "enriched");
     assert_eq!(sorted(&pg.csv(CURRENT_INVENTORY)), sorted(&work.read(current)), "current_inventory");
 }

@@ -145,7 +145,7 @@ impl Table {
 }
 
 /// What a source read for one table: the typed rows and the records it rejected.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TableRead {
     /// Which table.
     pub table: Table,

@@ -4,6 +4,7 @@ pub mod enrich;
 pub mod generate;
 pub mod produce;
 pub mod report;
+pub mod stream;
 
 use std::path::Path;
 use std::time::Instant;

@@ -10,10 +10,13 @@
 //! partition but not the topic, so each topic gets its own consumer.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pos_etl_formats::json::MessageDecoder;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::statistics::Statistics;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -79,17 +82,7 @@ pub fn read_topic(
         timeout_secs: settings.timeout.as_secs_f64(),
         source,
     };
-    let metadata = consumer.fetch_metadata(Some(topic), settings.timeout).map_err(unreachable)?;
-    let partitions: Vec<i32> = match metadata.topics().iter().find(|t| t.name() == topic) {
-        Some(found) if found.error().is_none() => found.partitions().iter().map(|p| p.id()).collect(),
-        found => {
-            return Err(SourceError::UnknownTopic {
-                topic: topic.to_string(),
-                brokers: settings.brokers.clone(),
-                detail: found.and_then(|t| t.error()).map(|e| format!("{e:?}")).unwrap_or_default(),
-            });
-        }
-    };
+    let partitions = partitions_of(&consumer, settings, topic)?;
 
     // Every partition from its first offset: a broker's low watermark is not
     // trusted (Tansu 0.6 has answered a batch's base offset for it, and the
@@ -161,6 +154,187 @@ pub fn read_topic(
     }
     on_messages(decoder.flush() as u64);
     Ok(TopicRead { read: decoder.finish(), next: done })
+}
+
+/// A consumer that stays, for `pos-etl stream`: every partition of its
+/// topics, from a checkpoint's offsets (a partition not in it from its
+/// start), read batch after batch.
+pub struct TopicStream {
+    consumer: BaseConsumer<MarksContext>,
+    /// The table of each topic's messages.
+    tables: HashMap<String, Table>,
+    /// Per topic and partition, the next offset to read.
+    next: BTreeMap<(String, i32), i64>,
+    /// Per topic and partition, the high-water mark of librdkafka's last statistics.
+    marks: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
+}
+
+/// Keeps the high-water marks of librdkafka's statistics (emitted during
+/// `poll`, every second): the lag without a request to the brokers.
+struct MarksContext {
+    marks: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
+}
+
+impl ClientContext for MarksContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut marks = self.marks.lock().expect("no panic while holding the lock");
+        for (topic, stats) in statistics.topics {
+            for (partition, stats) in stats.partitions {
+                // Partition -1 is librdkafka's "unassigned" bucket; -1001 an unknown mark.
+                if partition >= 0 && stats.hi_offset >= 0 {
+                    marks.insert((topic.clone(), partition), stats.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for MarksContext {}
+
+/// One batch of messages taken from a [`TopicStream`].
+#[derive(Debug, Default)]
+pub struct Polled {
+    /// The records, one read per topic that had messages.
+    pub reads: Vec<TableRead>,
+    /// Messages taken.
+    pub messages: u64,
+    /// The sum of the messages' `sent_time` (epoch seconds), and how many had one.
+    pub sent_time_sum: f64,
+    /// Messages with a `sent_time`.
+    pub sent_times: u64,
+    /// The earliest `sent_time`.
+    pub earliest_sent_time: Option<f64>,
+}
+
+/// The producer's stamp on a message, if any (SPEC 1.2).
+#[derive(serde::Deserialize)]
+struct SentTime {
+    sent_time: Option<f64>,
+}
+
+impl TopicStream {
+    /// Assigns every partition of `topics` from the offsets in `from`.
+    pub fn open(
+        settings: &KafkaSettings,
+        topics: &[(Table, String)],
+        from: &BTreeMap<(String, i32), i64>,
+    ) -> Result<TopicStream, SourceError> {
+        let marks = Arc::new(Mutex::new(BTreeMap::new()));
+        let consumer: BaseConsumer<MarksContext> = settings
+            .client_config(&[
+                ("group.id", "pos-etl-stream"),
+                ("enable.auto.commit", "false"),
+                ("auto.offset.reset", "earliest"),
+                ("statistics.interval.ms", "1000"),
+                // A fetch returns as soon as it has a record on Kafka, but
+                // some brokers (Tansu 0.6) hold every fetch this long.
+                ("fetch.wait.max.ms", "10"),
+            ])
+            .create_with_context(MarksContext { marks: marks.clone() })
+            .map_err(|source| SourceError::KafkaClient { brokers: settings.brokers.clone(), source })?;
+        let mut assignment = TopicPartitionList::new();
+        let mut next = BTreeMap::new();
+        for (_, topic) in topics {
+            for partition in partitions_of(&consumer, settings, topic)? {
+                let start = from.get(&(topic.clone(), partition)).copied().unwrap_or(0);
+                assignment
+                    .add_partition_offset(topic, partition, Offset::Offset(start))
+                    .map_err(|source| SourceError::Kafka { topic: topic.clone(), source })?;
+                next.insert((topic.clone(), partition), start);
+            }
+        }
+        consumer.assign(&assignment).map_err(|source| SourceError::Kafka { topic: String::new(), source })?;
+        let tables = topics.iter().map(|(table, topic)| (topic.clone(), *table)).collect();
+        Ok(TopicStream { consumer, tables, next, marks })
+    }
+
+    /// Waits up to `wait` for a message, then takes what has arrived, up to
+    /// `max` messages. Errors the client recovers from (a broker away, a
+    /// leader moving) go to `on_error`, and the wait goes on.
+    pub fn poll_batch(&mut self, max: u64, wait: Duration, mut on_error: impl FnMut(&KafkaError)) -> Polled {
+        let deadline = Instant::now() + wait;
+        let mut decoders: BTreeMap<String, MessageDecoder> = BTreeMap::new();
+        let mut polled = Polled::default();
+        while polled.messages < max {
+            let timeout = match polled.messages {
+                0 => deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100)),
+                _ => Duration::ZERO,
+            };
+            match self.consumer.poll(timeout) {
+                None if polled.messages > 0 || Instant::now() >= deadline => break,
+                None => {}
+                Some(Ok(message)) => {
+                    let topic = message.topic();
+                    let Some(table) = self.tables.get(topic) else { continue };
+                    let payload = message.payload().unwrap_or_default();
+                    if let Ok(SentTime { sent_time: Some(sent) }) = serde_json::from_slice(payload) {
+                        polled.sent_time_sum += sent;
+                        polled.sent_times += 1;
+                        polled.earliest_sent_time = Some(polled.earliest_sent_time.map_or(sent, |e: f64| e.min(sent)));
+                    }
+                    let decoder = decoders.entry(topic.to_string()).or_insert_with(|| MessageDecoder::new(*table, topic));
+                    decoder.push(message.partition(), message.offset(), payload);
+                    if decoder.is_full() {
+                        decoder.flush();
+                    }
+                    self.next.insert((topic.to_string(), message.partition()), message.offset() + 1);
+                    polled.messages += 1;
+                }
+                Some(Err(error)) => on_error(&error),
+            }
+        }
+        polled.reads = decoders
+            .into_values()
+            .map(|mut decoder| {
+                decoder.flush();
+                decoder.finish()
+            })
+            .collect();
+        polled
+    }
+
+    /// Per topic and partition, the next offset to read (past the last batch taken).
+    pub fn next_offsets(&self) -> &BTreeMap<(String, i32), i64> {
+        &self.next
+    }
+
+    /// Records behind, per `topic/partition`: the high-water mark of the
+    /// client's last statistics (at most a second old) minus the next
+    /// offset to read. A broker that under-reports its marks (Tansu 0.6)
+    /// under-reports the lag.
+    pub fn lag(&self) -> BTreeMap<String, i64> {
+        let marks = self.marks.lock().expect("no panic while holding the lock");
+        self.next
+            .iter()
+            .map(|(key, next)| {
+                let high = marks.get(key).copied().unwrap_or(*next);
+                (format!("{}/{}", key.0, key.1), (high - next).max(0))
+            })
+            .collect()
+    }
+}
+
+/// The partitions of `topic`, from the cluster's metadata.
+fn partitions_of<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    settings: &KafkaSettings,
+    topic: &str,
+) -> Result<Vec<i32>, SourceError> {
+    let metadata = consumer.fetch_metadata(Some(topic), settings.timeout).map_err(|source| {
+        SourceError::BrokerUnreachable {
+            brokers: settings.brokers.clone(),
+            timeout_secs: settings.timeout.as_secs_f64(),
+            source,
+        }
+    })?;
+    match metadata.topics().iter().find(|t| t.name() == topic) {
+        Some(found) if found.error().is_none() => Ok(found.partitions().iter().map(|p| p.id()).collect()),
+        found => Err(SourceError::UnknownTopic {
+            topic: topic.to_string(),
+            brokers: settings.brokers.clone(),
+            detail: found.and_then(|t| t.error()).map(|e| format!("{e:?}")).unwrap_or_default(),
+        }),
+    }
 }
 
 /// How far the reading of one partition has got, and whether it is done:

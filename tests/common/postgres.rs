@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -24,7 +24,9 @@ pub struct PgServer {
     bin: PathBuf,
     log: Arc<(Mutex<Vec<String>>, Condvar)>,
     child: Child,
-    _dir: tempfile::TempDir,
+    port: u16,
+    owner: Option<(u32, u32)>,
+    dir: tempfile::TempDir,
 }
 
 impl PgServer {
@@ -44,23 +46,27 @@ impl PgServer {
             .expect("run initdb (apt-get install postgresql)");
         assert!(status.success(), "initdb failed: {status}");
         let port = free_port();
-        let mut child = as_server_user(Command::new(bin.join("postgres")), owner)
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            // What the tests wait for, each line prefixed with the session's application.
-            .args(["-c", "log_line_prefix=%a ", "-c", "log_statement=all", "-c", "log_disconnections=on"])
-            .args(["-c", "log_lock_waits=on", "-c", "deadlock_timeout=100ms"])
-            .arg("-k")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start postgres");
-        let log = follow(child.stderr.take().unwrap(), dir.path().join("server.log"));
-        let server = PgServer { url: format!("postgresql://pos@127.0.0.1:{port}/postgres"), bin, log, child, _dir: dir };
+        let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let child = launch(&bin, dir.path(), port, owner, &log);
+        let url = format!("postgresql://pos@127.0.0.1:{port}/postgres");
+        let server = PgServer { url, bin, log, child, port, owner, dir };
         server.wait_for_log(0, "database system is ready to accept connections", READY_WITHIN);
         server
+    }
+
+    /// Stops the server (a fast shutdown: sessions are cut) and starts it
+    /// again on the same data and port, once `down` has run.
+    pub fn restart(&mut self, down: impl FnOnce()) {
+        self.stop();
+        down();
+        let mark = self.log_mark();
+        self.child = launch(&self.bin, self.dir.path(), self.port, self.owner, &self.log);
+        self.wait_for_log(mark, "database system is ready to accept connections", READY_WITHIN);
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
     }
 
     /// Lines of the server's log so far: a mark for [`PgServer::wait_for_log`].
@@ -112,18 +118,36 @@ impl PgServer {
 impl Drop for PgServer {
     fn drop(&mut self) {
         // A fast shutdown: open sessions are rolled back, then it exits.
-        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
-/// Reads the server's log on a thread of its own into `file` and into the
-/// returned lines, waking whoever waits on them at each line.
-fn follow(output: impl std::io::Read + Send + 'static, file: PathBuf) -> Arc<(Mutex<Vec<String>>, Condvar)> {
-    let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
-    let shared = log.clone();
+/// Starts the server of the data directory in `dir` on `port`, its log
+/// followed into `log`.
+fn launch(bin: &Path, dir: &Path, port: u16, owner: Option<(u32, u32)>, log: &Arc<(Mutex<Vec<String>>, Condvar)>) -> Child {
+    let mut child = as_server_user(Command::new(bin.join("postgres")), owner)
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+        // What the tests wait for, each line prefixed with the session's application.
+        .args(["-c", "log_line_prefix=%a ", "-c", "log_statement=all", "-c", "log_disconnections=on"])
+        .args(["-c", "log_lock_waits=on", "-c", "deadlock_timeout=100ms"])
+        .arg("-k")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start postgres");
+    follow(child.stderr.take().unwrap(), dir.join("server.log"), log.clone());
+    child
+}
+
+/// Reads the server's log on a thread of its own into `file` and into
+/// `log`'s lines, waking whoever waits on them at each line.
+fn follow(output: impl std::io::Read + Send + 'static, file: PathBuf, log: Arc<(Mutex<Vec<String>>, Condvar)>) {
+    let shared = log;
     std::thread::spawn(move || {
-        let mut file = std::fs::File::create(file).expect("create the server log");
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(file).expect("open the server log");
         for line in BufReader::new(output).lines() {
             let Ok(line) = line else { break };
             let _ = writeln!(file, "{line}");
@@ -132,7 +156,6 @@ fn follow(output: impl std::io::Read + Send + 'static, file: PathBuf) -> Arc<(Mu
             changed.notify_all();
         }
     });
-    log
 }
 
 /// The directory of the newest installed server's programs.

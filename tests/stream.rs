@@ -1,0 +1,157 @@
+//! `pos-etl stream` on the test broker and a real PostgreSQL server: what
+//! arrives while it runs is applied batch by batch with the full run's
+//! result; SIGTERM ends it cleanly, a restart goes on where it stopped and
+//! stops when idle;
+//! PostgreSQL going away mid-stream is waited out without a record lost or
+//! applied twice.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::broker::Broker;
+use crate::common::postgres::PgServer;
+use crate::common::{Workdir, summary};
+use crate::incremental::{EventFile, assert_tables_equal, data_dir, deliver, six_days};
+
+/// How long a stream may take to get where a test waits for it.
+const WITHIN: Duration = Duration::from_secs(60);
+
+/// Writes the events of `days` into the data directory `name` and produces them.
+fn produce(work: &Workdir, broker: &Broker, files: &[EventFile], days: &[String], name: &str) -> u64 {
+    let rows = deliver(files, days, &data_dir(work, name), None);
+    work.run(&["produce", "--brokers", &broker.address, "--data", name, "--partitions", "2"]).expect_code(0);
+    rows
+}
+
+/// Starts `pos-etl stream` into `pg` with `extra` flags; its stderr goes to `stream.err`.
+fn spawn_stream(work: &Workdir, pg: &PgServer, broker: &Broker, extra: &[&str]) -> Child {
+    let stderr = std::fs::File::create(work.path().join("stream.err")).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_pos-etl"))
+        .args(["stream", "--brokers", &broker.address, "--postgres", &pg.url, "--metrics", "m.jsonl"])
+        .args(["--summary-json", "s.json", "--progress", "never"])
+        // Partitions are read at their own pace, so a batch may hold a
+        // change of day 3 and the next the snapshot of day 1 before it:
+        // late, but within this window, and applied exactly.
+        .args(["--late-window", "30d"])
+        .args(extra)
+        .current_dir(work.path())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
+/// Polls `done` until it holds, failing after `within`.
+fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The lines of `--metrics` so far.
+fn metrics(work: &Workdir) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(work.path().join("m.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a metrics line is JSON"))
+        .collect()
+}
+
+fn records_committed(work: &Workdir) -> u64 {
+    metrics(work).iter().map(|line| line["records"].as_u64().unwrap()).sum()
+}
+
+/// Waits for `child` to exit, within `within`, and returns its exit code.
+fn exit_code(child: &mut Child, within: Duration) -> Option<i32> {
+    let mut status = None;
+    wait_for("the stream to exit", within, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status.unwrap().code()
+}
+
+/// Stops `stream` with SIGTERM once `records` are committed; expects exit 0 within a few seconds.
+fn stop_after(work: &Workdir, stream: &mut Child, records: u64) {
+    wait_for("every record committed", WITHIN, || records_committed(work) == records);
+    Command::new("kill").args(["-TERM", &stream.id().to_string()]).status().unwrap();
+    assert_eq!(exit_code(stream, Duration::from_secs(10)), Some(0), "{}", work.read("stream.err"));
+}
+
+#[test]
+fn what_arrives_is_applied_batch_by_batch() {
+    let pg = PgServer::start();
+    let broker = Broker::start();
+    let (work, files, days) = six_days();
+    let first = produce(&work, &broker, &files, &days[..3], "first");
+    let mut stream = spawn_stream(&work, &pg, &broker, &["--max-batch-records", "100"]);
+    wait_for("the first half committed", WITHIN, || records_committed(&work) == first);
+    let second = produce(&work, &broker, &files, &days[3..], "second");
+    stop_after(&work, &mut stream, first + second);
+    assert_tables_equal(&pg, &work, "e.csv", "c.csv");
+
+    let lines = metrics(&work);
+    assert_eq!(records_committed(&work), first + second);
+    assert!(lines.len() as u64 >= (first + second).div_ceil(100), "batches of at most 100 records: {}", lines.len());
+    for (index, line) in lines.iter().enumerate() {
+        assert_eq!(line["batch"], index as u64 + 1);
+        assert!(line["records"].as_u64().unwrap() <= 100, "{line}");
+        for field in ["rows_written", "decode_ms", "rules_ms", "write_ms", "commit_ms"] {
+            assert!(line[field].is_number(), "{field} in {line}");
+        }
+        let (mean, max) = (line["latency_ms"].as_f64().unwrap(), line["max_latency_ms"].as_f64().unwrap());
+        assert!(0.0 < mean && mean <= max, "{line}");
+        assert!(line["lag"].as_object().unwrap().keys().any(|key| key.starts_with("InventoryChangeStore001/")), "{line}");
+    }
+    let summary = summary(&work, "s.json");
+    assert_eq!(summary["events_read"], first + second);
+    assert_eq!(summary["stream"]["batches"], lines.len() as u64);
+    assert!(summary["stream"]["latency"]["p95_ms"].as_f64().unwrap() > 0.0, "{summary}");
+    assert!(work.read("stream.err").contains("latency p50"), "{}", work.read("stream.err"));
+}
+
+#[test]
+fn sigterm_ends_it_cleanly_and_a_restart_goes_on_from_the_last_commit() {
+    let pg = PgServer::start();
+    let broker = Broker::start();
+    let (work, files, days) = six_days();
+    let first = produce(&work, &broker, &files, &days[..3], "first");
+    let mut stream = spawn_stream(&work, &pg, &broker, &[]);
+    stop_after(&work, &mut stream, first);
+
+    let second = produce(&work, &broker, &files, &days[3..], "second");
+    let mut stream = spawn_stream(&work, &pg, &broker, &["--stop-when-idle", "2s"]);
+    assert_eq!(exit_code(&mut stream, WITHIN), Some(0), "{}", work.read("stream.err"));
+    assert_eq!(summary(&work, "s.json")["events_read"], second, "the restart reads only what is new");
+    assert_tables_equal(&pg, &work, "e.csv", "c.csv");
+}
+
+#[test]
+fn postgres_going_away_is_waited_out_without_losing_or_repeating_a_record() {
+    let mut pg = PgServer::start();
+    let broker = Broker::start();
+    let (work, files, days) = six_days();
+    let first = produce(&work, &broker, &files, &days[..3], "first");
+    let mut stream = spawn_stream(&work, &pg, &broker, &[]);
+    wait_for("the first half committed", WITHIN, || records_committed(&work) == first);
+    let mut second = 0;
+    pg.restart(|| {
+        second = produce(&work, &broker, &files, &days[3..], "second");
+        wait_for("the stream to try again", WITHIN, || work.read("stream.err").contains("trying the batch again"));
+    });
+    stop_after(&work, &mut stream, first + second);
+    assert_tables_equal(&pg, &work, "e.csv", "c.csv");
+    let lines = metrics(&work);
+    assert!(lines.iter().any(|line| line["retries"].as_u64().unwrap() > 0), "{lines:?}");
+    assert_eq!(summary(&work, "s.json")["duplicates"], 0, "nothing applied twice");
+}
+
+#[test]
+fn stream_needs_kafka_and_postgres() {
+    let work = Workdir::new();
+    let run = work.run(&["stream", "--brokers", "127.0.0.1:9"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("stream reads Kafka and writes PostgreSQL: give --postgres URL"), "{}", run.stderr());
+}
