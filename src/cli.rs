@@ -339,8 +339,18 @@ pub struct ProduceArgs {
     pub form: MessageForm,
 
     /// At most N records per second in total (default: as fast as the cluster takes them).
-    #[arg(long, value_name = "N", value_parser = parse_count)]
+    #[arg(long, value_name = "N", value_parser = parse_count, conflicts_with = "rate_per_producer")]
     pub rate: Option<u64>,
+
+    /// At most N records per second per producer (N × --producers in total).
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub rate_per_producer: Option<u64>,
+
+    /// Send the files again and again, each time stamped anew, until
+    /// DURATION has passed (a timed run for `stream`'s latency; the records
+    /// sent again are duplicates to enrich and stream).
+    #[arg(long = "loop", value_name = "DURATION", value_parser = parse_duration)]
+    pub loop_for: Option<Duration>,
 
     /// Run K producers side by side, each sending a share of the records.
     #[arg(long, value_name = "K", default_value = "1", value_parser = parse_positive)]

@@ -446,6 +446,8 @@ pub struct ProduceConfig {
     pub form: MessageForm,
     /// Records per second in total, if capped.
     pub rate: Option<u64>,
+    /// Keep sending the files over again until this has passed.
+    pub loop_for: Option<Duration>,
     /// Producers side by side.
     pub producers: usize,
     /// Partitions of a topic to create.
@@ -464,7 +466,8 @@ impl TryFrom<ProduceArgs> for ProduceConfig {
             data_dir: args.data,
             kafka: KafkaSettings::from_args(args.kafka)?.ok_or(ConfigError::NoBrokers)?,
             form: args.form,
-            rate: args.rate,
+            rate: args.rate.or(args.rate_per_producer.map(|rate| rate.saturating_mul(args.producers))),
+            loop_for: args.loop_for,
             producers: args.producers as usize,
             partitions: i32::try_from(args.partitions).unwrap_or(i32::MAX),
             replication: i32::try_from(args.replication).unwrap_or(i32::MAX),

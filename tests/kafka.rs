@@ -69,6 +69,26 @@ fn a_resent_batch_adds_no_rows() {
     assert_eq!(kafka["duplicates"].as_u64().unwrap(), events + csv["duplicates"].as_u64().unwrap());
 }
 
+/// A timed run sends the files again and again at the rate per producer;
+/// what is sent again is a duplicate to enrich.
+#[test]
+fn a_timed_loop_resends_the_files_at_the_rate_per_producer() {
+    let (work, expected) = dataset();
+    let broker = Broker::start();
+    let events = summary(&work, "expected.json")["events_read"].as_u64().unwrap();
+    // Two producers, each at the whole dataset per second: a pass takes half a second.
+    let rate = events.to_string();
+    let started = std::time::Instant::now();
+    let run = work.run(&["produce", "--brokers", &broker.address, "--producers", "2", "--rate-per-producer", &rate, "--loop", "2s"]);
+    run.expect_code(0);
+    assert!(started.elapsed() >= Duration::from_secs(2), "it sends for the whole duration");
+    let sent: u64 = run.stderr().split("sent ").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().parse().unwrap();
+    assert!(sent > events, "more than one pass: {sent} of {events}");
+    assert!(sent <= 2 * events * 2 + events, "at most 2 × rate records/s for 2 s, plus a pass's burst: {sent}");
+    assert_eq!(enrich_from_kafka(&work, &broker), expected);
+    assert_eq!(summary(&work, "kafka.json")["events_read"], sent);
+}
+
 /// A message that is not JSON of either form lands in the rejects file with
 /// its topic, partition and offset; the rest of the topic is read.
 #[tokio::test(flavor = "multi_thread")]

@@ -144,14 +144,31 @@ pub async fn run(config: &ProduceConfig) -> anyhow::Result<Sent> {
     let bar = progress.bytes("send", total);
     bar.set_style(indicatif::ProgressStyle::with_template("{msg:>10} [{bar:30}] {human_pos}/{human_len} records {per_sec} {eta}").expect("valid template"));
     // A k-way merge of the files by time: each heap entry is a file's next message.
-    let mut next: BinaryHeap<Reverse<(i64, usize, usize)>> = topics
-        .iter()
-        .enumerate()
-        .filter_map(|(file, t)| t.messages.first().map(|(time, _)| Reverse((*time, file, 0))))
-        .collect();
+    let first_messages = || -> BinaryHeap<Reverse<(i64, usize, usize)>> {
+        topics
+            .iter()
+            .enumerate()
+            .filter_map(|(file, t)| t.messages.first().map(|(time, _)| Reverse((*time, file, 0))))
+            .collect()
+    };
+    let mut next = first_messages();
     let mut in_flight = FuturesUnordered::new();
     let sending = Instant::now();
-    while let Some(Reverse((_, file, message))) = next.pop() {
+    let until = config.loop_for.map(|duration| sending + duration);
+    loop {
+        let Some(Reverse((_, file, message))) = next.pop() else {
+            // One pass done: again, if looping and there is time left.
+            match until {
+                Some(until) if Instant::now() < until && total > 0 => {
+                    next = first_messages();
+                    continue;
+                }
+                _ => break,
+            }
+        };
+        if until.is_some_and(|until| Instant::now() >= until) {
+            break;
+        }
         let topic = &topics[file];
         if let Some((time, _)) = topic.messages.get(message + 1) {
             next.push(Reverse((*time, file, message + 1)));
