@@ -238,7 +238,8 @@ impl Summary {
         }
         let rejects = match &self.rejects_file {
             Some(path) if self.rejected > 0 => format!("{} rejected (see {path})", self.rejected),
-            _ => "0 rejected".to_string(),
+            // stream keeps its rejects in the rejects table only.
+            _ => format!("{} rejected", self.rejected),
         };
         let u = &self.unmatched_lookups;
         lines.push(format!(
@@ -273,5 +274,21 @@ impl Summary {
     /// The summary as pretty JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("summary is plain data") + "\n"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_are_counted_with_or_without_a_file() {
+        let mut summary = Summary { rejected: 3, ..Default::default() };
+        assert!(summary.to_lines().iter().any(|line| line.starts_with("3 rejected, ")), "stream: no file");
+        summary.rejects_file = Some("r.csv".into());
+        assert!(summary.to_lines().iter().any(|line| line.starts_with("3 rejected (see r.csv)")));
+        let batch = summary.clone();
+        summary.absorb(&batch);
+        assert_eq!(summary.rejected, 6, "a stream adds up its batches");
     }
 }
