@@ -71,6 +71,22 @@ pub struct PairState {
     pub snapshot_quantity: Option<i64>,
 }
 
+/// `states` as rows of the rules' `stock_state` table (and of the stock
+/// table an incremental run stores), in store and item order.
+pub fn stock_batch<'a>(states: impl IntoIterator<Item = (&'a Pair, &'a PairState)>) -> RecordBatch {
+    use arrow::array::{ArrayRef, Int64Array, TimestampSecondArray};
+    let mut rows: Vec<(&Pair, &PairState)> = states.into_iter().collect();
+    rows.sort_by_key(|(pair, _)| **pair);
+    let columns: Vec<ArrayRef> = vec![
+        std::sync::Arc::new(Int64Array::from_iter_values(rows.iter().map(|(pair, _)| pair.0))),
+        std::sync::Arc::new(Int64Array::from_iter_values(rows.iter().map(|(pair, _)| pair.1))),
+        std::sync::Arc::new(TimestampSecondArray::from_iter_values(rows.iter().map(|(_, state)| state.date_time))),
+        std::sync::Arc::new(Int64Array::from_iter(rows.iter().map(|(_, state)| state.final_quantity))),
+        std::sync::Arc::new(Int64Array::from_iter(rows.iter().map(|(_, state)| state.snapshot_quantity))),
+    ];
+    RecordBatch::try_new(crate::pipeline::stock_state_schema(), columns).expect("columns of the schema")
+}
+
 /// How far an event at `time` is before the last event applied to its store
 /// and item, if by more than `window` seconds: such an event is late (SPEC
 /// 6.2) and rejected.

@@ -201,15 +201,8 @@ async fn open_inputs(job: &Job<'_>, progress: &Progress) -> anyhow::Result<Input
 fn account_reads(reads: &[TableRead], summary: &mut Summary) -> Vec<Reject> {
     let mut rejects = Vec::new();
     for read in reads {
-        let rejected = read.rejects.len() as u64;
         // A table read from several files (one per store) is counted once, in total.
-        let counts = summary.tables.entry(read.table).or_default();
-        counts.read += read.records;
-        counts.rejected += rejected;
-        summary.rejected += rejected;
-        if read.table.is_event() {
-            summary.events_read += read.records;
-        }
+        summary.absorb_read(read);
         rejects.extend(read.rejects.iter().cloned());
     }
     rejects

@@ -343,17 +343,7 @@ fn late_reject(table: Table, batch: &RecordBatch, row: usize, stock: &HashMap<Pa
 
 /// The stock carried in, as the rules' `stock_state` table.
 fn stock_table(carried: &HashMap<Pair, PairState>) -> anyhow::Result<Arc<dyn TableProvider>> {
-    use arrow::array::{Int64Array, TimestampSecondArray};
-    let mut rows: Vec<(&Pair, &PairState)> = carried.iter().collect();
-    rows.sort_by_key(|(pair, _)| **pair);
-    let columns: Vec<arrow::array::ArrayRef> = vec![
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|(pair, _)| pair.0))),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|(pair, _)| pair.1))),
-        Arc::new(TimestampSecondArray::from_iter_values(rows.iter().map(|(_, state)| state.date_time))),
-        Arc::new(Int64Array::from_iter(rows.iter().map(|(_, state)| state.final_quantity))),
-        Arc::new(Int64Array::from_iter(rows.iter().map(|(_, state)| state.snapshot_quantity))),
-    ];
-    let batch = RecordBatch::try_new(pipeline::stock_state_schema(), columns)?;
+    let batch = checkpoint::stock_batch(carried);
     let table = MemTable::try_new(pipeline::stock_state_schema(), vec![vec![batch]]).context("the carried stock")?;
     Ok(Arc::new(table))
 }

@@ -6,10 +6,12 @@
 //! applied twice.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use crate::common::broker::Broker;
 use crate::common::postgres::PgServer;
+use crate::common::tools::follow_lines;
 use crate::common::{Workdir, summary};
 use crate::incremental::{EventFile, assert_tables_equal, data_dir, deliver, six_days};
 
@@ -23,10 +25,16 @@ fn produce(work: &Workdir, broker: &Broker, files: &[EventFile], days: &[String]
     rows
 }
 
+/// A running `pos-etl stream`.
+struct Stream {
+    child: Child,
+    /// A message for each line of its stderr saying it tries a batch again.
+    retried: mpsc::Receiver<()>,
+}
+
 /// Starts `pos-etl stream` into `pg` with `extra` flags; its stderr goes to `stream.err`.
-fn spawn_stream(work: &Workdir, pg: &PgServer, broker: &Broker, extra: &[&str]) -> Child {
-    let stderr = std::fs::File::create(work.path().join("stream.err")).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_pos-etl"))
+fn spawn_stream(work: &Workdir, pg: &PgServer, broker: &Broker, extra: &[&str]) -> Stream {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pos-etl"))
         .args(["stream", "--brokers", &broker.address, "--postgres", &pg.url, "--metrics", "m.jsonl"])
         .args(["--summary-json", "s.json", "--progress", "never"])
         // Partitions are read at their own pace, so a batch may hold a
@@ -36,18 +44,12 @@ fn spawn_stream(work: &Workdir, pg: &PgServer, broker: &Broker, extra: &[&str]) 
         .args(extra)
         .current_dir(work.path())
         .stdout(Stdio::null())
-        .stderr(stderr)
+        .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
-}
-
-/// Polls `done` until it holds, failing after `within`.
-fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let retried = follow_lines(stderr, "trying the batch again", work.path().join("stream.err"));
+    Stream { child, retried }
 }
 
 /// The lines of `--metrics` so far.
@@ -63,20 +65,42 @@ fn records_committed(work: &Workdir) -> u64 {
     metrics(work).iter().map(|line| line["records"].as_u64().unwrap()).sum()
 }
 
-/// Waits for `child` to exit, within `within`, and returns its exit code.
-fn exit_code(child: &mut Child, within: Duration) -> Option<i32> {
-    let mut status = None;
-    wait_for("the stream to exit", within, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    status.unwrap().code()
+/// Records committed so far by the checkpoint in the database: the offsets
+/// stored, each topic new to the test.
+fn offsets_committed(pg: &PgServer) -> u64 {
+    if pg.psql("SELECT to_regclass('pos_etl_checkpoint') IS NULL") == "t\n" {
+        return 0;
+    }
+    pg.psql("SELECT coalesce(sum(next), 0) FROM pos_etl_checkpoint").trim().parse().unwrap()
+}
+
+/// Waits until the stream has committed `records` in all.
+fn wait_for_records(pg: &PgServer, records: u64) {
+    pg.wait_until(&format!("{records} records committed"), WITHIN, || offsets_committed(pg) == records);
+}
+
+/// Waits for `stream` to exit, within `within`, and returns its exit code;
+/// kills it if it does not.
+fn exit_code(stream: &mut Stream, within: Duration) -> Option<i32> {
+    let id = stream.child.id().to_string();
+    std::thread::scope(|scope| {
+        let (exited, wait) = mpsc::channel();
+        let child = &mut stream.child;
+        scope.spawn(move || exited.send(child.wait().unwrap()));
+        match wait.recv_timeout(within) {
+            Ok(status) => status.code(),
+            Err(_) => {
+                Command::new("kill").args(["-KILL", &id]).status().unwrap();
+                panic!("the stream did not exit within {within:?}");
+            }
+        }
+    })
 }
 
 /// Stops `stream` with SIGTERM once `records` are committed; expects exit 0 within a few seconds.
-fn stop_after(work: &Workdir, stream: &mut Child, records: u64) {
-    wait_for("every record committed", WITHIN, || records_committed(work) == records);
-    Command::new("kill").args(["-TERM", &stream.id().to_string()]).status().unwrap();
+fn stop_after(work: &Workdir, pg: &PgServer, stream: &mut Stream, records: u64) {
+    wait_for_records(pg, records);
+    Command::new("kill").args(["-TERM", &stream.child.id().to_string()]).status().unwrap();
     assert_eq!(exit_code(stream, Duration::from_secs(10)), Some(0), "{}", work.read("stream.err"));
 }
 
@@ -87,9 +111,9 @@ fn what_arrives_is_applied_batch_by_batch() {
     let (work, files, days) = six_days();
     let first = produce(&work, &broker, &files, &days[..3], "first");
     let mut stream = spawn_stream(&work, &pg, &broker, &["--max-batch-records", "100"]);
-    wait_for("the first half committed", WITHIN, || records_committed(&work) == first);
+    wait_for_records(&pg, first);
     let second = produce(&work, &broker, &files, &days[3..], "second");
-    stop_after(&work, &mut stream, first + second);
+    stop_after(&work, &pg, &mut stream, first + second);
     assert_tables_equal(&pg, &work, "e.csv", "c.csv");
 
     let lines = metrics(&work);
@@ -119,7 +143,7 @@ fn sigterm_ends_it_cleanly_and_a_restart_goes_on_from_the_last_commit() {
     let (work, files, days) = six_days();
     let first = produce(&work, &broker, &files, &days[..3], "first");
     let mut stream = spawn_stream(&work, &pg, &broker, &[]);
-    stop_after(&work, &mut stream, first);
+    stop_after(&work, &pg, &mut stream, first);
 
     let second = produce(&work, &broker, &files, &days[3..], "second");
     let mut stream = spawn_stream(&work, &pg, &broker, &["--stop-when-idle", "2s"]);
@@ -135,13 +159,13 @@ fn postgres_going_away_is_waited_out_without_losing_or_repeating_a_record() {
     let (work, files, days) = six_days();
     let first = produce(&work, &broker, &files, &days[..3], "first");
     let mut stream = spawn_stream(&work, &pg, &broker, &[]);
-    wait_for("the first half committed", WITHIN, || records_committed(&work) == first);
+    wait_for_records(&pg, first);
     let mut second = 0;
     pg.restart(|| {
         second = produce(&work, &broker, &files, &days[3..], "second");
-        wait_for("the stream to try again", WITHIN, || work.read("stream.err").contains("trying the batch again"));
+        stream.retried.recv_timeout(WITHIN).expect("the stream tries the batch again while the server is down");
     });
-    stop_after(&work, &mut stream, first + second);
+    stop_after(&work, &pg, &mut stream, first + second);
     assert_tables_equal(&pg, &work, "e.csv", "c.csv");
     let lines = metrics(&work);
     assert!(lines.iter().any(|line| line["retries"].as_u64().unwrap() > 0), "{lines:?}");

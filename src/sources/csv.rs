@@ -55,13 +55,26 @@ pub fn fingerprint(path: &std::path::Path, end: u64) -> std::io::Result<String> 
 /// so that a line still being written is left for the next one. `None` if
 /// no line is complete.
 pub fn complete_end(path: &std::path::Path, from: Position, len: u64) -> std::io::Result<Option<Position>> {
-    use std::io::{Read, Seek, SeekFrom};
+    use std::io::{BufRead, Read, Seek, SeekFrom};
     let mut file = std::fs::File::open(path)?;
     file.seek(SeekFrom::Start(from.byte))?;
-    let mut tail = Vec::new();
-    file.take(len.saturating_sub(from.byte)).read_to_end(&mut tail)?;
-    let Some(last) = memchr::memrchr(b'\n', &tail) else {
-        return Ok(None);
-    };
-    Ok(Some(from.after(&tail[..=last])))
+    // In chunks: a first run reads whole files, which need not be in memory.
+    let mut tail = std::io::BufReader::with_capacity(1 << 20, file.take(len.saturating_sub(from.byte)));
+    let (mut at, mut end) = (from, None);
+    loop {
+        let chunk = tail.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(end);
+        }
+        let read = chunk.len();
+        at = match memchr::memrchr(b'\n', chunk) {
+            Some(last) => {
+                let line_end = at.after(&chunk[..=last]);
+                end = Some(line_end);
+                line_end.after(&chunk[last + 1..])
+            }
+            None => at.after(chunk),
+        };
+        tail.consume(read);
+    }
 }

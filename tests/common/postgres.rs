@@ -92,6 +92,27 @@ impl PgServer {
         }
     }
 
+    /// Waits up to `within` for `done` to hold: checked now, then after each
+    /// line the server logs for pos-etl (a statement, a disconnection), so
+    /// that what pos-etl committed is seen by the line after its COMMIT.
+    /// The test's own queries (psql) do not wake it.
+    pub fn wait_until(&self, what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + within;
+        let (lines, changed) = &*self.log;
+        loop {
+            let mark = self.log_mark();
+            if done() {
+                return;
+            }
+            let mut lines = lines.lock().unwrap();
+            while !lines[mark.min(lines.len())..].iter().any(|line| line.starts_with("pos-etl ")) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                assert!(!left.is_zero(), "{what}: not within {within:?}");
+                lines = changed.wait_timeout(lines, left).unwrap().0;
+            }
+        }
+    }
+
     /// A connection of the test's own.
     pub async fn connect(&self) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.unwrap();

@@ -67,8 +67,16 @@ pub fn free_port() -> u16 {
 /// its own, appending every line to `log`, and waits up to `within` for a
 /// line containing `ready`. Returns the lines read so far if it never comes.
 pub fn wait_for_line(output: impl Read + Send + 'static, ready: &str, within: Duration, log: PathBuf) -> Result<(), String> {
+    follow_lines(output, ready, log)
+        .recv_timeout(within)
+        .map_err(|_| format!("no line with {ready:?} within {within:?}"))
+}
+
+/// Reads `output` line by line on a thread of its own, appending every line
+/// to `log`; the returned receiver gets a message for each line containing `wanted`.
+pub fn follow_lines(output: impl Read + Send + 'static, wanted: &str, log: PathBuf) -> mpsc::Receiver<()> {
     let (seen, wait) = mpsc::channel();
-    let wanted = ready.to_string();
+    let wanted = wanted.to_string();
     std::thread::spawn(move || {
         let mut log = std::fs::File::create(log).expect("create the log");
         for line in BufReader::new(output).lines() {
@@ -80,5 +88,5 @@ pub fn wait_for_line(output: impl Read + Send + 'static, ready: &str, within: Du
             }
         }
     });
-    wait.recv_timeout(within).map_err(|_| format!("no line with {ready:?} within {within:?}"))
+    wait
 }

@@ -334,22 +334,6 @@ impl PgLoad {
     /// Writes `states` to the stock table (in place, or as its new version
     /// if the table is staged).
     pub async fn put_stock(&mut self, states: &std::collections::BTreeMap<Pair, PairState>) -> Result<(), SinkError> {
-        let mut builders = (Int64Builder::new(), Int64Builder::new(), TimestampSecondBuilder::new(), Int64Builder::new(), Int64Builder::new());
-        for ((store, item), state) in states {
-            builders.0.append_value(*store);
-            builders.1.append_value(*item);
-            builders.2.append_value(state.date_time);
-            builders.3.append_option(state.final_quantity);
-            builders.4.append_option(state.snapshot_quantity);
-        }
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(builders.0.finish()),
-            Arc::new(builders.1.finish()),
-            Arc::new(builders.2.finish()),
-            Arc::new(builders.3.finish()),
-            Arc::new(builders.4.finish()),
-        ];
-        let batch = RecordBatch::try_new(crate::pipeline::stock_state_schema(), columns).expect("columns of the schema");
-        self.put(STOCK, batch).await.map(drop)
+        self.put(STOCK, crate::checkpoint::stock_batch(states)).await.map(drop)
     }
 }
