@@ -15,7 +15,7 @@ use indicatif::ProgressBar;
 
 use crate::config::{EventSource, RunConfig};
 use crate::error::Reject;
-use crate::pipeline::{self, Resources, Rules};
+use crate::pipeline::{self, Planned, Resources, Rules};
 use crate::progress::Progress;
 use crate::sinks::{Commit, Output, OutputWriter, Written};
 use crate::sources::streaming::ReadLog;
@@ -54,29 +54,37 @@ pub async fn run(job: &Job<'_>, progress: &Progress, commit: &mut Commit) -> any
     // written fails the run at once.
     let enriched_writer = job.enriched.open(commit)?;
     let current_writer = job.current_inventory.map(|output| output.open(commit)).transpose()?;
-    let inputs = open_inputs(job, progress).await?;
-    run_on(job, inputs, (enriched_writer, current_writer), progress, |_| Ok(())).await
+    let (tables, inputs) = open_inputs(job, progress).await?;
+    let planned = plan(job, tables, None).await?;
+    run_on(job, &planned, inputs, (enriched_writer, current_writer), progress, |_| Ok(())).await
 }
 
-/// Runs `job` on `inputs` into `writers` (of `enriched` and, if asked,
-/// `current_inventory`); `on_enriched` sees every batch of `enriched` as it
-/// is written (an incremental run follows the stock in it).
+/// Plans the rules of `job` over `tables` (and `state`, the stock carried
+/// into an incremental run's rules) in a new session.
+pub async fn plan(
+    job: &Job<'_>,
+    tables: Vec<(Table, Arc<dyn TableProvider>)>,
+    state: Option<Arc<dyn TableProvider>>,
+) -> anyhow::Result<Planned> {
+    let ctx = pipeline::new_session(job.run.resources)?;
+    let outputs = pipeline::enrich(&ctx, tables, state, job.rules).await.context("running the SQL rules")?;
+    Ok(outputs.plan(job.current_inventory.is_some()).await.context("planning the output views")?)
+}
+
+/// Runs `planned` (the rules of `job`) on what its tables now hold, into
+/// `writers` (of `enriched` and, if asked, `current_inventory`);
+/// `on_enriched` sees every batch of `enriched` as it is written (an
+/// incremental run follows the stock in it).
 pub async fn run_on(
     job: &Job<'_>,
+    planned: &Planned,
     inputs: Inputs,
     writers: (OutputWriter, Option<OutputWriter>),
     progress: &Progress,
     mut on_enriched: impl FnMut(&RecordBatch) -> Result<(), String>,
 ) -> anyhow::Result<Enriched> {
-    let ctx = pipeline::new_session(job.run.resources)?;
     let (enriched_writer, current_writer) = writers;
-    let outputs =
-        pipeline::enrich(&ctx, inputs.tables, inputs.state, job.rules).await.context("running the SQL rules")?;
-    let duplicates = outputs.duplicates();
-    let (enriched, current_inventory) = outputs
-        .execute(job.current_inventory.is_some())
-        .await
-        .context("planning the output views")?;
+    let (enriched, current_inventory) = planned.execute().context("starting the SQL rules")?;
     let enriched = if job.keep_stock_seq { enriched } else { pipeline::without_stock_seq(enriched) };
     let mut unmatched = UnmatchedLookups::default();
     let mut followed = Ok(());
@@ -109,7 +117,7 @@ pub async fn run_on(
     let rejects = account_reads(&reads, &mut summary);
     summary.rows_written = enriched.rows;
     summary.rows_unread = enriched.unread;
-    summary.duplicates = inputs.duplicates + duplicates.load(std::sync::atomic::Ordering::Relaxed);
+    summary.duplicates = inputs.duplicates + planned.duplicates();
     // Rows written again from events of earlier runs were not read by this one.
     let rows_of_reads = (enriched.rows + enriched.unread).saturating_sub(inputs.refed);
     summary.left_out_by_rules =
@@ -122,12 +130,8 @@ pub async fn run_on(
     Ok(Enriched { summary, rejects })
 }
 
-/// The input tables of a run, and what reading them yields besides rows.
+/// What reading a run's inputs yields besides rows.
 pub struct Inputs {
-    /// Every input table, for the rules.
-    pub tables: Vec<(Table, Arc<dyn TableProvider>)>,
-    /// The stock carried in, for an incremental run's rules.
-    pub state: Option<Arc<dyn TableProvider>>,
     /// Reads done before the rules run: the lookups, and Kafka topics.
     pub reads: Vec<TableRead>,
     /// Reads done while the rules run: the event files.
@@ -142,9 +146,10 @@ pub struct Inputs {
 }
 
 /// Reads the lookups and any Kafka topics, and sets the event files up to
-/// be read while the rules run. Every file's header is checked here, so a
-/// missing column fails the run before it starts.
-async fn open_inputs(job: &Job<'_>, progress: &Progress) -> anyhow::Result<Inputs> {
+/// be read while the rules run: the input tables, and what reading them
+/// yields. Every file's header is checked here, so a missing column fails
+/// the run before it starts.
+async fn open_inputs(job: &Job<'_>, progress: &Progress) -> anyhow::Result<(Vec<(Table, Arc<dyn TableProvider>)>, Inputs)> {
     let partitions = job.run.resources.threads;
     let lookups = [Table::Store, Table::Item, Table::InventoryChangeType];
     let events = [Table::InventorySnapshot, Table::InventoryChange];
@@ -194,7 +199,7 @@ async fn open_inputs(job: &Job<'_>, progress: &Progress) -> anyhow::Result<Input
             .with_context(|| format!("reading the {} files", files.table.name()))?;
         tables.push((files.table, table as Arc<dyn TableProvider>));
     }
-    Ok(Inputs { tables, state: None, reads, log, read_bar, refed: 0, duplicates: 0 })
+    Ok((tables, Inputs { reads, log, read_bar, refed: 0, duplicates: 0 }))
 }
 
 /// Fills the per-table counts of `summary` and returns every reject, in input order.

@@ -11,17 +11,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Int64Type, TimestampSecondType};
-use datafusion::catalog::{MemTable, TableProvider};
+use datafusion::catalog::TableProvider;
 
 use crate::checkpoint::{self, Checkpoint, FileMark, Pair, PairPlan, PairState, StockTracker};
 use crate::config::{EventSource, RunConfig};
 use crate::enrichment::{self, Enriched, Inputs, Job};
 use crate::error::{Reject, RejectReason, SourceError};
-use crate::pipeline;
+use crate::pipeline::{self, Planned, Slot};
 use crate::progress::Progress;
 use crate::sinks::postgres::state;
 use crate::sinks::{Commit, OutputWriter};
@@ -39,6 +38,47 @@ pub struct NewRecords {
     pub after: Checkpoint,
 }
 
+/// The rules of an incremental run, planned once over the lookups and over
+/// [`Slot`]s for what each run brings: its events (with those fed again)
+/// and the stock carried in. `enrich --incremental` plans them for its one
+/// run, `stream` once for all its batches (planning costs more than a small
+/// batch's execution).
+pub struct Engine {
+    planned: Planned,
+    snapshots: Slot,
+    changes: Slot,
+    stock: Slot,
+}
+
+impl Engine {
+    /// Plans the rules of `job` with the lookups in `lookups` (whose batches
+    /// it takes, leaving their counts and rejects to be accounted).
+    pub async fn plan(job: &Job<'_>, lookups: &mut [TableRead]) -> anyhow::Result<Engine> {
+        let partitions = job.run.resources.threads;
+        let (snapshots, changes) = (Slot::new(Table::InventorySnapshot.schema()), Slot::new(Table::InventoryChange.schema()));
+        let stock = Slot::new(pipeline::stock_state_schema());
+        let mut tables: Vec<(Table, Arc<dyn TableProvider>)> = vec![
+            (Table::InventorySnapshot, snapshots.table(partitions)?),
+            (Table::InventoryChange, changes.table(partitions)?),
+        ];
+        for table in [Table::Store, Table::Item, Table::InventoryChangeType] {
+            let of_table = lookups.iter_mut().filter(|read| read.table == table);
+            let batches = of_table.flat_map(|read| std::mem::take(&mut read.batches)).collect();
+            tables.push((table, pipeline::memory_table(table, batches, partitions)?));
+        }
+        let planned = enrichment::plan(job, tables, Some(stock.table(1)?)).await?;
+        Ok(Engine { planned, snapshots, changes, stock })
+    }
+
+    /// The slot of an event table.
+    fn events(&self, table: Table) -> &Slot {
+        match table {
+            Table::InventorySnapshot => &self.snapshots,
+            _ => &self.changes,
+        }
+    }
+}
+
 /// Runs `job` incrementally into the PostgreSQL transaction attached to
 /// `commit`, with late events beyond `late_window` rejected.
 pub async fn run(
@@ -49,15 +89,18 @@ pub async fn run(
 ) -> anyhow::Result<Enriched> {
     let load = commit.postgres().expect("an incremental run attaches its transaction first");
     let stored = load.checkpoint().await?;
-    let new = read_new(job.run, &stored.clone().unwrap_or_default(), progress).await?;
-    apply(job, late_window, stored, new, progress, commit).await
+    let mut new = read_new(job.run, &stored.clone().unwrap_or_default(), progress).await?;
+    let engine = Engine::plan(job, &mut new.reads).await?;
+    apply(job, &engine, late_window, stored, new, progress, commit).await
 }
 
 /// Applies `new` (read since the checkpoint `stored`, `None` before the
-/// first run) in the PostgreSQL transaction attached to `commit`: the rows,
-/// the stock, the journal and the next checkpoint, staged to commit together.
+/// first run) with `engine` in the PostgreSQL transaction attached to
+/// `commit`: the rows, the stock, the journal and the next checkpoint,
+/// staged to commit together.
 pub async fn apply(
     job: &Job<'_>,
+    engine: &Engine,
     late_window: Duration,
     stored: Option<Checkpoint>,
     new: NewRecords,
@@ -147,25 +190,18 @@ pub async fn apply(
     }
 
     // The rules, on the new events and those fed again, with the stock carried in.
-    let partitions = job.run.resources.threads;
-    let mut input_tables: Vec<(Table, Arc<dyn TableProvider>)> = Vec::new();
     let mut refed_rows = 0;
-    for read in reads.iter_mut().filter(|read| !read.table.is_event()) {
-        let batches = std::mem::take(&mut read.batches);
-        input_tables.push((read.table, pipeline::memory_table(read.table, batches, partitions)?));
-    }
     for (table, batch) in &new_events {
         let mut batches = vec![batch.clone()];
         if let Some(again) = refed.remove(table) {
             refed_rows += again.num_rows() as u64;
             batches.push(again);
         }
-        input_tables.push((*table, pipeline::memory_table(*table, batches, partitions)?));
+        engine.events(*table).fill(batches);
     }
+    engine.stock.fill(vec![checkpoint::stock_batch(&carried)]);
     reads.extend(late_reads);
     let inputs = Inputs {
-        tables: input_tables,
-        state: Some(stock_table(&carried)?),
         reads,
         log: ReadLog::default(),
         read_bar: indicatif::ProgressBar::hidden(),
@@ -176,7 +212,8 @@ pub async fn apply(
     let writers = open_writers(job, commit)?;
     let rules = Instant::now();
     let mut tracker = StockTracker::default();
-    let mut enriched = enrichment::run_on(job, inputs, writers, progress, |batch| tracker.observe(batch)).await?;
+    let mut enriched =
+        enrichment::run_on(job, &engine.planned, inputs, writers, progress, |batch| tracker.observe(batch)).await?;
 
     account.rules_ms = millis(rules.elapsed());
     // The checkpoint, with the rows.
@@ -339,11 +376,4 @@ fn late_reject(table: Table, batch: &RecordBatch, row: usize, stock: &HashMap<Pa
         },
         raw: raw.join(","),
     }
-}
-
-/// The stock carried in, as the rules' `stock_state` table.
-fn stock_table(carried: &HashMap<Pair, PairState>) -> anyhow::Result<Arc<dyn TableProvider>> {
-    let batch = checkpoint::stock_batch(carried);
-    let table = MemTable::try_new(pipeline::stock_state_schema(), vec![vec![batch]]).context("the carried stock")?;
-    Ok(Arc::new(table))
 }

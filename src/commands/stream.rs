@@ -1,7 +1,8 @@
 //! `pos-etl stream`: incremental batches from Kafka into PostgreSQL, back
 //! to back (SPEC 6.3). Each batch is one incremental run
 //! ([`incremental::apply`]) over the messages that have arrived, committed
-//! with its offsets; the consumer and the lookups are set up once. A batch
+//! with its offsets; the consumer, the lookups and the plan of the rules
+//! are set up once ([`incremental::Engine`]). A batch
 //! that PostgreSQL fails is tried again, on a new connection, with backoff;
 //! its offsets are not stored until it commits.
 
@@ -17,7 +18,7 @@ use crate::cli::ProgressMode;
 use crate::config::{EventSource, StreamConfig};
 use crate::enrichment::{Enriched, Job};
 use crate::error::{SinkError, one_line};
-use crate::incremental::{self, NewRecords, millis};
+use crate::incremental::{self, Engine, NewRecords, millis};
 use crate::metrics::{BatchMetrics, LatencySummary};
 use crate::pipeline;
 use crate::progress::Progress;
@@ -47,12 +48,6 @@ pub async fn run(config: &StreamConfig) -> anyhow::Result<Summary> {
     let stop = stop_on_signals()?;
     let mut lookups = incremental::read_lookups(&config.run).await?;
     let mut summary = Summary::default();
-    for read in &mut lookups {
-        // Counted once, not with every batch.
-        summary.absorb_read(read);
-        read.records = 0;
-        read.rejects.clear();
-    }
     let stored = config.target.begin(config.run.lock_timeout).await?.checkpoint().await?;
     let mut consumer = TopicStream::open(settings, topics, &stored.unwrap_or_default().offsets)?;
     let mut metrics = match &config.metrics {
@@ -68,6 +63,7 @@ pub async fn run(config: &StreamConfig) -> anyhow::Result<Summary> {
     let table = |name: &str| Output { destination: Destination::table(&config.target, name), format: crate::cli::Format::Csv };
     let (enriched, current) = (table(pipeline::ENRICHED), table(pipeline::CURRENT_INVENTORY));
     let job = Job { run: &config.run, rules: &rules, enriched: &enriched, current_inventory: Some(&current), keep_stock_seq: false };
+    let engine = incremental::Engine::plan(&job, &mut lookups).await?;
 
     let mut batches = 0;
     let (mut latencies, mut maxima) = (Vec::new(), Vec::new());
@@ -95,8 +91,11 @@ pub async fn run(config: &StreamConfig) -> anyhow::Result<Summary> {
         let lag = consumer.lag();
         let offsets = consumer.next_offsets().clone();
         batches += 1;
+        // The first batch carries the lookups' counts and rejects, once.
+        let mut reads = std::mem::take(&mut lookups);
+        reads.extend(polled.reads);
         let (done, retries, commit_ms) =
-            commit_batch(config, &job, &lookups, polled.reads, offsets, &stop).await.with_context(|| format!("batch {batches}"))?;
+            commit_batch(config, &job, &engine, reads, offsets, &stop).await.with_context(|| format!("batch {batches}"))?;
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         let latency_ms = (polled.sent_times > 0).then(|| (now - polled.sent_time_sum / polled.sent_times as f64) * 1000.0);
         let max_latency_ms = polled.earliest_sent_time.map(|earliest| (now - earliest) * 1000.0);
@@ -133,6 +132,10 @@ pub async fn run(config: &StreamConfig) -> anyhow::Result<Summary> {
             );
         }
         wait_for_trigger(config.trigger, taken, &stop).await;
+    }
+    for read in &lookups {
+        // No batch came to carry them (their rejects are in the next run's first batch).
+        summary.absorb_read(read);
     }
     summary.stream = Some(StreamSummary { batches, latency: LatencySummary::of(&latencies, &maxima) });
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
@@ -177,7 +180,7 @@ async fn wait_for_trigger(trigger: Duration, started: Instant, stop: &AtomicBool
 async fn commit_batch(
     config: &StreamConfig,
     job: &Job<'_>,
-    lookups: &[TableRead],
+    engine: &Engine,
     reads: Vec<TableRead>,
     offsets: std::collections::BTreeMap<(String, i32), i64>,
     stop: &AtomicBool,
@@ -185,9 +188,7 @@ async fn commit_batch(
     let mut backoff = Duration::from_millis(100);
     let mut retries = 0;
     loop {
-        let mut all = lookups.to_vec();
-        all.extend(reads.iter().cloned());
-        match try_batch(config, job, all, &offsets).await {
+        match try_batch(config, job, engine, reads.clone(), &offsets).await {
             Ok((done, commit_ms)) => return Ok((done, retries, commit_ms)),
             Err(error) if may_pass(&error) && !stop.load(Ordering::Relaxed) => {
                 eprintln!("pos-etl: stream: {}; trying the batch again in {:.1} s", one_line(&error), backoff.as_secs_f64());
@@ -204,6 +205,7 @@ async fn commit_batch(
 async fn try_batch(
     config: &StreamConfig,
     job: &Job<'_>,
+    engine: &Engine,
     reads: Vec<TableRead>,
     offsets: &std::collections::BTreeMap<(String, i32), i64>,
 ) -> anyhow::Result<(Enriched, f64)> {
@@ -219,7 +221,8 @@ async fn try_batch(
     commit.attach(load);
     let progress = Progress::new(ProgressMode::Never);
     let done =
-        incremental::apply(job, config.late_window, stored, NewRecords { reads, after }, &progress, &mut commit).await?;
+        incremental::apply(job, engine, config.late_window, stored, NewRecords { reads, after }, &progress, &mut commit)
+            .await?;
     let load = commit.postgres().expect("attached above");
     load.put(rejects::TABLE, rejects::to_batch(&done.rejects)).await?;
     let committing = Instant::now();

@@ -2,7 +2,9 @@
 //! that reads it, so `current_inventory`, read from `enriched`, would run the
 //! whole sort and windows of the stock order a second time. Instead, once the
 //! rules have defined `enriched`, the name is given to a [`Feed`]: a table
-//! whose rows are the batches of `enriched` as they are written.
+//! whose rows are the batches of `enriched` as they are written. A feed is
+//! armed anew for each execution, so that a plan built once (`stream`'s)
+//! can run once per batch.
 
 use std::sync::{Arc, Mutex};
 
@@ -24,24 +26,23 @@ use tokio_stream::wrappers::ReceiverStream;
 /// writer back instead of letting memory grow.
 const BUFFERED_BATCHES: usize = 16;
 
+/// The receiver a fed table's next scan reads from.
+type Armed = Arc<Mutex<Option<mpsc::Receiver<RecordBatch>>>>;
+
 /// The writing end of a table fed by another stream.
 #[derive(Debug)]
 pub struct Feed {
     table: String,
-    sender: mpsc::Sender<RecordBatch>,
+    armed: Armed,
 }
 
 /// A table named `table` whose rows will be those of the stream passed to
-/// [`Feed::tee`]. It can be scanned once.
+/// [`Feed::tee`]. It can be scanned once per tee.
 pub fn feed_table(table: &str, schema: SchemaRef) -> Result<(Arc<StreamingTable>, Feed)> {
-    let (sender, receiver) = mpsc::channel(BUFFERED_BATCHES);
-    let partition = ChannelPartition {
-        table: table.to_string(),
-        schema: schema.clone(),
-        receiver: Mutex::new(Some(receiver)),
-    };
+    let armed = Armed::default();
+    let partition = ChannelPartition { table: table.to_string(), schema: schema.clone(), receiver: armed.clone() };
     let provider = StreamingTable::try_new(schema, vec![Arc::new(partition)])?;
-    Ok((Arc::new(provider), Feed { table: table.to_string(), sender }))
+    Ok((Arc::new(provider), Feed { table: table.to_string(), armed }))
 }
 
 impl Feed {
@@ -53,11 +54,19 @@ impl Feed {
         .expect("the closure never fails")
     }
 
-    /// `stream`, whose batches also go to the fed table. The reader of the
-    /// table must be consumed concurrently with the returned stream.
-    pub fn tee(self, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    /// Gives the fed table's next scan a channel of its own, and returns its
+    /// sending end for [`Feed::tee`]. Arm before executing the reader.
+    pub fn arm(&self) -> mpsc::Sender<RecordBatch> {
+        let (sender, receiver) = mpsc::channel(BUFFERED_BATCHES);
+        *self.armed.lock().expect("no panic while holding the lock") = Some(receiver);
+        sender
+    }
+
+    /// `stream`, whose batches also go to the fed table through `sender`
+    /// (from [`Feed::arm`]). The reader of the table must be consumed
+    /// concurrently with the returned stream.
+    pub fn tee(sender: mpsc::Sender<RecordBatch>, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
         let schema = stream.schema();
-        let sender = self.sender;
         let teed = stream.then(move |batch| {
             let sender = sender.clone();
             async move {
@@ -77,7 +86,7 @@ impl Feed {
 struct ChannelPartition {
     table: String,
     schema: SchemaRef,
-    receiver: Mutex<Option<mpsc::Receiver<RecordBatch>>>,
+    receiver: Armed,
 }
 
 impl PartitionStream for ChannelPartition {
