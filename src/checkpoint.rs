@@ -23,6 +23,9 @@ pub struct Checkpoint {
     pub offsets: BTreeMap<(String, i32), i64>,
     /// Per CSV event file, by its name in the data directory: what has been loaded.
     pub files: BTreeMap<String, FileMark>,
+    /// The output tables the runs keep (`stream --tables`), in order; empty
+    /// in a checkpoint stored before pos-etl recorded them (both kept).
+    pub tables: Vec<String>,
 }
 
 /// How much of a CSV file has been loaded, and how to recognise it.
@@ -40,6 +43,25 @@ impl Checkpoint {
         let offsets = self.offsets.iter().map(|((topic, partition), next)| (format!("{topic}/{partition}"), *next as u64));
         let files = self.files.iter().map(|(name, mark)| (name.clone(), mark.end.byte));
         offsets.chain(files).collect()
+    }
+}
+
+/// Whether a run that keeps `now` may go on from a checkpoint whose runs
+/// kept `stored`: a table the earlier runs did not keep lacks their rows,
+/// and one they kept would lack this run's, so the set may not change. The
+/// error says how to start again.
+pub fn same_tables(stored: &[String], now: &[String]) -> Result<(), String> {
+    let stored: Vec<&str> = match stored.is_empty() {
+        true => vec![crate::pipeline::ENRICHED, crate::pipeline::CURRENT_INVENTORY],
+        false => stored.iter().map(String::as_str).collect(),
+    };
+    match stored == now {
+        true => Ok(()),
+        false => Err(format!(
+            "the runs so far kept {}, this one would keep {}: a run without --incremental (a full load) starts the tables and the checkpoint again",
+            stored.join(","),
+            now.join(",")
+        )),
     }
 }
 
@@ -212,6 +234,18 @@ mod tests {
     use super::*;
 
     const DAY: i64 = 86_400;
+
+    #[test]
+    fn the_kept_tables_may_not_change() {
+        let both = ["enriched".to_string(), "current_inventory".to_string()];
+        let current = ["current_inventory".to_string()];
+        assert_eq!(same_tables(&both, &both), Ok(()));
+        assert_eq!(same_tables(&[], &both), Ok(()), "an older checkpoint kept both");
+        assert_eq!(same_tables(&current, &current), Ok(()));
+        let error = same_tables(&both, &current).unwrap_err();
+        assert!(error.starts_with("the runs so far kept enriched,current_inventory, this one would keep current_inventory"), "{error}");
+        assert!(same_tables(&[], &current).is_err());
+    }
 
     #[test]
     fn a_file_goes_on_from_its_mark_only_if_it_grew() {

@@ -164,6 +164,13 @@ pub struct StreamArgs {
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
     pub trigger: Duration,
 
+    /// The tables kept: enriched (every event's row) and current_inventory
+    /// (one row per store and item, upserted); current_inventory alone is
+    /// the lighter "aggregated" variant. The set may not change between
+    /// runs on one checkpoint.
+    #[arg(long, value_name = "TABLE,...", value_delimiter = ',', default_value = "enriched,current_inventory")]
+    pub tables: Vec<StreamTable>,
+
     /// At most N records per batch.
     #[arg(long, value_name = "N", default_value = "100000", value_parser = parse_positive)]
     pub max_batch_records: u64,
@@ -400,6 +407,17 @@ pub struct GenerateArgs {
     /// Progress bars on stderr: auto shows them only when stderr is a terminal.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+}
+
+/// A table `stream` can keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum StreamTable {
+    /// Every event's row.
+    #[value(name = "enriched")]
+    Enriched,
+    /// The stock now per store and item.
+    #[value(name = "current_inventory")]
+    CurrentInventory,
 }
 
 /// Output file format.

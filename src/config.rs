@@ -8,6 +8,7 @@ use rdkafka::ClientConfig;
 
 use crate::cli::{
     EnrichArgs, Format, KafkaArgs, MessageForm, PostgresArgs, ProduceArgs, ProgressMode, ReportArgs, RunArgs, StreamArgs,
+    StreamTable,
     format_size,
 };
 use crate::error::PipelineError;
@@ -359,6 +360,10 @@ pub struct StreamConfig {
     pub trigger: Duration,
     /// Records per batch at most.
     pub max_batch_records: u64,
+    /// Whether `enriched` is kept (else only computed, for the stock).
+    pub keep_enriched: bool,
+    /// Whether `current_inventory` is kept.
+    pub keep_current_inventory: bool,
     /// Exit after this long without a record.
     pub stop_when_idle: Option<Duration>,
     /// Where the per-batch JSON lines go.
@@ -385,6 +390,8 @@ impl TryFrom<StreamArgs> for StreamConfig {
             target,
             trigger: args.trigger,
             max_batch_records: args.max_batch_records,
+            keep_enriched: args.tables.contains(&StreamTable::Enriched),
+            keep_current_inventory: args.tables.contains(&StreamTable::CurrentInventory),
             stop_when_idle: args.stop_when_idle,
             metrics: args.metrics,
             late_window: args.late_window,

@@ -23,7 +23,7 @@ use crate::error::{Reject, RejectReason, SourceError};
 use crate::pipeline::{self, Planned, Slot};
 use crate::progress::Progress;
 use crate::sinks::postgres::state;
-use crate::sinks::{Commit, OutputWriter};
+use crate::sinks::{Commit, Destination, OutputWriter};
 use crate::sources::csv::{Prefix, complete_end, fingerprint, read_from};
 use crate::sources::streaming::ReadLog;
 use crate::sources::{self, Table, TableRead};
@@ -110,7 +110,13 @@ pub async fn apply(
     let load = commit.postgres().expect("an incremental run attaches its transaction first");
     let first = stored.is_none();
     let before = stored.unwrap_or_default();
-    let NewRecords { reads, after } = new;
+    let NewRecords { reads, mut after } = new;
+    let kept = kept_tables(job);
+    after.tables = kept.iter().map(|table| table.to_string()).collect();
+    if !first {
+        checkpoint::same_tables(&before.tables, &after.tables)
+            .map_err(|reason| anyhow::anyhow!("cannot go on from the checkpoint in {}: {reason}", load.target().place()))?;
+    }
     let events_read: u64 = reads.iter().filter(|read| read.table.is_event()).map(|read| read.records).sum();
     let mut account = IncrementalSummary {
         first_run: first,
@@ -173,18 +179,22 @@ pub async fn apply(
     }
     let mut refed: BTreeMap<Table, RecordBatch> = BTreeMap::new();
     if !rewrite.is_empty() {
-        carried.extend(load.stock_before(&rewrite).await?);
+        // From the last snapshot before, where the stock depends on no
+        // earlier event (before any snapshot it is unknown, and so is
+        // nothing carried in).
+        for (pair, time) in load.last_snapshot_at_or_before(&rewrite).await? {
+            rewrite.insert(pair, time);
+        }
         for table in [Table::InventorySnapshot, Table::InventoryChange] {
             refed.insert(table, load.applied_since(table, &rewrite).await?);
         }
     }
     let touched: Vec<Pair> = since.keys().copied().collect();
-    let tables = [pipeline::ENRICHED, pipeline::CURRENT_INVENTORY, state::STOCK, state::SNAPSHOT_JOURNAL, state::CHANGE_JOURNAL];
     // The first run stages new tables, replacing what a full run left; later ones append.
     let removing = Instant::now();
     if !first {
-        account.rows_rewritten = load.remove_for_rewrite(&rewrite, &touched).await?;
-        for table in tables {
+        account.rows_rewritten = load.remove_for_rewrite(&rewrite, &touched, &kept).await?;
+        for table in kept.iter().chain(&[state::STOCK, state::SNAPSHOT_JOURNAL, state::CHANGE_JOURNAL]) {
             load.append_to(table);
         }
     }
@@ -230,6 +240,12 @@ pub async fn apply(
     account.rows_appended = enriched.summary.rows_written.saturating_sub(account.rows_rewritten);
     enriched.summary.incremental = Some(account);
     Ok(enriched)
+}
+
+/// The output tables `job` keeps, in SPEC order.
+pub fn kept_tables(job: &Job<'_>) -> Vec<&'static str> {
+    let enriched = (job.enriched.destination != Destination::Discard).then_some(pipeline::ENRICHED);
+    enriched.into_iter().chain(job.current_inventory.map(|_| pipeline::CURRENT_INVENTORY)).collect()
 }
 
 /// `duration` in milliseconds.

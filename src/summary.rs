@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::sinks::Written;
+use crate::sinks::{Destination, Written};
 use crate::sources::Table;
 
 /// Counts for one input table.
@@ -37,14 +37,24 @@ pub struct OutputCounts {
     pub path: String,
     /// Rows written.
     pub rows: u64,
-    /// Rows computed but not written: the reader of stdout went away.
+    /// Rows computed but not written: the reader of stdout went away, or
+    /// the output is not kept.
     pub unread: u64,
+    /// Whether the output is kept anywhere (`stream --tables` may leave
+    /// `enriched` out).
+    pub kept: bool,
 }
 
 impl OutputCounts {
     /// The counts of `table`, written to `destination`.
-    pub fn new(table: &str, destination: &impl std::fmt::Display, written: Written) -> Self {
-        OutputCounts { table: table.to_string(), path: destination.to_string(), rows: written.rows, unread: written.unread }
+    pub fn new(table: &str, destination: &Destination, written: Written) -> Self {
+        OutputCounts {
+            table: table.to_string(),
+            path: destination.to_string(),
+            rows: written.rows,
+            unread: written.unread,
+            kept: *destination != Destination::Discard,
+        }
     }
 }
 
@@ -58,7 +68,7 @@ pub struct Summary {
     /// Rows written to the enriched output.
     pub rows_written: u64,
     /// Rows of the enriched output computed but not written, because the
-    /// reader of stdout went away.
+    /// reader of stdout went away or it is not kept.
     pub rows_unread: u64,
     /// Records rejected, all tables.
     pub rejected: u64,
@@ -183,6 +193,7 @@ impl Summary {
         }
         self.events_read += batch.events_read;
         self.rows_written += batch.rows_written;
+        self.rows_unread += batch.rows_unread;
         self.rejected += batch.rejected;
         self.duplicates += batch.duplicates;
         self.left_out_by_rules += batch.left_out_by_rules;
@@ -194,7 +205,7 @@ impl Summary {
         );
         for output in &batch.outputs {
             match self.outputs.iter_mut().find(|o| o.table == output.table) {
-                Some(total) => total.rows += output.rows,
+                Some(total) => (total.rows, total.unread) = (total.rows + output.rows, total.unread + output.unread),
                 None => self.outputs.push(output.clone()),
             }
         }
@@ -230,6 +241,10 @@ impl Summary {
             .join(", ");
         let mut lines = vec![format!("read {per_table}")];
         for output in &self.outputs {
+            if !output.kept {
+                lines.push(format!("computed {} {} rows, not kept (--tables)", output.unread, output.table));
+                continue;
+            }
             let mut line = format!("wrote {} {} rows to {}", output.rows, output.table, output.path);
             if output.unread > 0 {
                 line.push_str(&format!(" (its reader went away; {} rows not written)", output.unread));

@@ -49,7 +49,7 @@ pub async fn run(config: &StreamConfig) -> anyhow::Result<Summary> {
     let mut lookups = incremental::read_lookups(&config.run).await?;
     let mut summary = Summary::default();
     let stored = config.target.begin(config.run.lock_timeout).await?.checkpoint().await?;
-    let mut consumer = TopicStream::open(settings, topics, &stored.unwrap_or_default().offsets)?;
+    let mut consumer = TopicStream::open(settings, topics, &stored.clone().unwrap_or_default().offsets)?;
     let mut metrics = match &config.metrics {
         Some(path) => Some(
             std::fs::OpenOptions::new()
@@ -61,8 +61,19 @@ pub async fn run(config: &StreamConfig) -> anyhow::Result<Summary> {
         None => None,
     };
     let table = |name: &str| Output { destination: Destination::table(&config.target, name), format: crate::cli::Format::Csv };
-    let (enriched, current) = (table(pipeline::ENRICHED), table(pipeline::CURRENT_INVENTORY));
-    let job = Job { run: &config.run, rules: &rules, enriched: &enriched, current_inventory: Some(&current), keep_stock_seq: false };
+    let enriched = match config.keep_enriched {
+        true => table(pipeline::ENRICHED),
+        false => Output { destination: Destination::Discard, format: crate::cli::Format::Csv },
+    };
+    let current = table(pipeline::CURRENT_INVENTORY);
+    let current_inventory = config.keep_current_inventory.then_some(&current);
+    let job = Job { run: &config.run, rules: &rules, enriched: &enriched, current_inventory, keep_stock_seq: false };
+    if let Some(stored) = &stored {
+        // At once, not at the first record.
+        let kept: Vec<String> = incremental::kept_tables(&job).iter().map(|table| table.to_string()).collect();
+        crate::checkpoint::same_tables(&stored.tables, &kept)
+            .map_err(|reason| anyhow::anyhow!("cannot go on from the checkpoint in {}: {reason}", config.target.place()))?;
+    }
     let engine = incremental::Engine::plan(&job, &mut lookups).await?;
 
     let mut batches = 0;

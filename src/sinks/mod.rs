@@ -35,12 +35,16 @@ pub enum Destination {
         /// The server and schema, for messages (never a password).
         shown: String,
     },
+    /// Nowhere: the output is computed for the outputs that read it (and
+    /// the stock an incremental run follows in it) but not kept
+    /// (`stream --tables current_inventory`).
+    Discard,
 }
 
 impl Destination {
     /// The table `name` in the database and schema of `target`.
     pub fn table(target: &postgres::PgTarget, name: &str) -> Destination {
-        Destination::Postgres { table: name.to_string(), shown: format!("{target} schema {}", target.schema) }
+        Destination::Postgres { table: name.to_string(), shown: target.place() }
     }
 }
 
@@ -50,6 +54,7 @@ impl std::fmt::Display for Destination {
             Destination::Stdout => f.write_str("<stdout>"),
             Destination::File(path) => write!(f, "{}", path.display()),
             Destination::Postgres { table, shown } => write!(f, "{shown} table {table}"),
+            Destination::Discard => f.write_str("<not kept>"),
         }
     }
 }
@@ -68,8 +73,8 @@ pub struct Output {
 pub struct Written {
     /// Rows written.
     pub rows: u64,
-    /// Rows computed but not written because the reader of stdout went
-    /// away (`| head`); always 0 for a file.
+    /// Rows computed but not written: the reader of stdout went away
+    /// (`| head`), or the output is not kept; always 0 for a file.
     pub unread: u64,
 }
 
@@ -82,6 +87,8 @@ pub enum OutputWriter {
     Staged(commit::StagedWriter),
     /// A table loading in the run's PostgreSQL transaction.
     Postgres(postgres::PgTableWriter),
+    /// Nowhere.
+    Discard,
 }
 
 impl Output {
@@ -94,6 +101,7 @@ impl Output {
                 let load = commit.postgres().expect("a run with PostgreSQL outputs attaches its transaction first");
                 OutputWriter::Postgres(load.stage(table))
             }
+            Destination::Discard => OutputWriter::Discard,
         })
     }
 
@@ -113,9 +121,27 @@ impl Output {
             (OutputWriter::Stdout(out), _) => csv::write(stream, out, &name, threads, on_batch).await,
             (OutputWriter::Staged(out), Format::Csv) => csv::write(stream, out, &name, threads, on_batch).await,
             (OutputWriter::Postgres(table), _) => table.write(stream, on_batch).await.map(|rows| Written { rows, unread: 0 }),
+            (OutputWriter::Discard, _) => discard(stream, &name, on_batch).await,
             (OutputWriter::Staged(out), Format::Parquet) => {
                 parquet::write(stream, out, &name, on_batch).await.map(|rows| Written { rows, unread: 0 })
             }
         }
     }
+}
+
+/// Drains `stream`, each batch seen by `on_batch`, and counts its rows as
+/// computed but not written.
+async fn discard(
+    mut stream: SendableRecordBatchStream,
+    name: &str,
+    mut on_batch: impl FnMut(&RecordBatch),
+) -> Result<Written, SinkError> {
+    use futures::StreamExt;
+    let mut unread = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|source| SinkError::Compute { path: name.to_string(), source })?;
+        on_batch(&batch);
+        unread += batch.num_rows() as u64;
+    }
+    Ok(Written { rows: 0, unread })
 }

@@ -58,6 +58,11 @@ impl std::fmt::Display for PgTarget {
 }
 
 impl PgTarget {
+    /// The server and schema, for messages (never a password).
+    pub fn place(&self) -> String {
+        format!("{self} schema {}", self.schema)
+    }
+
     /// Reads a libpq connection URI (or `key=value` string); what it leaves
     /// out is taken from the libpq variables `env` gives (PGHOST, PGPORT,
     /// PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE), then libpq's defaults
@@ -179,6 +184,13 @@ pub struct PgLoad {
     appending: Vec<String>,
     /// Tables dropped at the commit.
     dropping: Vec<String>,
+}
+
+impl PgLoad {
+    /// Where the transaction's tables are.
+    pub fn target(&self) -> &PgTarget {
+        &self.target
+    }
 }
 
 impl std::fmt::Debug for PgLoad {

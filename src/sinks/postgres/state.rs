@@ -84,7 +84,7 @@ impl PairParams {
 
 impl PgLoad {
     fn error(&self, action: &str) -> impl FnOnce(tokio_postgres::Error) -> SinkError {
-        let action = format!("{action} ({} schema {})", self.target, self.target.schema);
+        let action = format!("{action} ({})", self.target.place());
         move |cause| SinkError::Postgres { action, cause }
     }
 
@@ -104,13 +104,14 @@ impl PgLoad {
             return Ok(None);
         }
         let rows = client
-            .query(&format!("SELECT source, name, next, line, fingerprint FROM {}", self.table(CHECKPOINT)), &[])
+            .query(&format!("SELECT source, name, next, line, fingerprint FROM {} ORDER BY source, next", self.table(CHECKPOINT)), &[])
             .await
             .map_err(self.error("reading the checkpoint"))?;
         let mut checkpoint = Checkpoint::default();
         for row in rows {
             let (source, name, next): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
             match source.as_str() {
+                "table" => checkpoint.tables.push(name),
                 "kafka" => {
                     let (topic, partition) = name.rsplit_once('/').unwrap_or((&name, "0"));
                     checkpoint.offsets.insert((topic.to_string(), partition.parse().unwrap_or(0)), next);
@@ -135,6 +136,13 @@ impl PgLoad {
             source.append_value("kafka");
             name.append_value(format!("{topic}/{partition}"));
             next.append_value(*offset);
+            line.append_null();
+            fingerprint.append_null();
+        }
+        for (index, table) in checkpoint.tables.iter().enumerate() {
+            source.append_value("table");
+            name.append_value(table);
+            next.append_value(index as i64);
             line.append_null();
             fingerprint.append_null();
         }
@@ -175,25 +183,22 @@ impl PgLoad {
         self.states(&sql, &params).await
     }
 
-    /// The stock of each of `from`'s pairs just before its time, from the
-    /// rows of `enriched` before it: the last in the stock order (SPEC 2.1,
-    /// reversed here; text compared byte-wise, as DataFusion does) and the
-    /// last snapshot. Pairs without a row before their time are left out.
-    pub async fn stock_before(&self, from: &HashMap<Pair, i64>) -> Result<HashMap<Pair, PairState>, SinkError> {
+    /// For each of `from`'s pairs, the time of the last snapshot applied
+    /// at or before its time, if any: a late event's pair is computed again
+    /// from there, where its stock depends on no earlier event.
+    pub async fn last_snapshot_at_or_before(&self, from: &HashMap<Pair, i64>) -> Result<HashMap<Pair, i64>, SinkError> {
         let params = PairParams::new(from.iter().map(|(pair, time)| (pair, *time)));
-        let enriched = self.table(crate::pipeline::ENRICHED);
-        let before = format!("e.store_id = p.store_id AND e.item_id = p.item_id AND e.date_time < {}", at("p.since"));
         let sql = format!(
-            "SELECT p.store_id, p.item_id, {}, last.final_quantity, snap.quantity FROM {} \
-             CROSS JOIN LATERAL (SELECT e.date_time, e.final_quantity FROM {enriched} e WHERE {before} \
-                 ORDER BY e.date_time DESC, (e.source_type = 'snapshot_only'), e.trans_id COLLATE \"C\" DESC, \
-                          e.quantity DESC, e.employee_id DESC, e.change_type_id DESC LIMIT 1) last \
-             LEFT JOIN LATERAL (SELECT e.quantity FROM {enriched} e WHERE {before} AND e.source_type = 'snapshot_only' \
-                 ORDER BY e.date_time DESC, e.quantity DESC LIMIT 1) snap ON true",
-            seconds("last.date_time"),
+            "SELECT p.store_id, p.item_id, {} FROM {} JOIN {} j \
+             ON j.store_id = p.store_id AND j.item_id = p.item_id AND j.date_time <= {} GROUP BY 1, 2",
+            seconds("max(j.date_time)"),
             PairParams::FROM,
+            self.table(journal(Table::InventorySnapshot)),
+            at("p.since"),
         );
-        self.states(&sql, &params).await
+        let client = self.client.lock().await;
+        let rows = client.query(&sql, &params.params()).await.map_err(self.error("reading the snapshot journal"))?;
+        Ok(rows.into_iter().map(|row| ((row.get(0), row.get(1)), row.get(2))).collect())
     }
 
     async fn states(&self, sql: &str, params: &PairParams) -> Result<HashMap<Pair, PairState>, SinkError> {
@@ -305,22 +310,26 @@ impl PgLoad {
         Ok(applied)
     }
 
-    /// Removes what a run computes again: the `enriched` rows of each of
-    /// `from`'s pairs at or after its time, and the `current_inventory` and
-    /// stock rows of every pair in `touched`. Returns the `enriched` rows
-    /// removed.
-    pub async fn remove_for_rewrite(&self, from: &HashMap<Pair, i64>, touched: &[Pair]) -> Result<u64, SinkError> {
+    /// Removes what a run computes again, from the outputs it keeps
+    /// (`kept`): the `enriched` rows of each of `from`'s pairs at or after
+    /// its time, and the `current_inventory` and stock rows of every pair in
+    /// `touched`. Returns the `enriched` rows removed.
+    pub async fn remove_for_rewrite(&self, from: &HashMap<Pair, i64>, touched: &[Pair], kept: &[&str]) -> Result<u64, SinkError> {
         let client = self.client.lock().await;
-        let params = PairParams::new(from.iter().map(|(pair, time)| (pair, *time)));
-        let sql = format!(
-            "DELETE FROM {} e USING {} WHERE e.store_id = p.store_id AND e.item_id = p.item_id AND e.date_time >= {}",
-            self.table(crate::pipeline::ENRICHED),
-            PairParams::FROM,
-            at("p.since")
-        );
-        let removed = client.execute(&sql, &params.params()).await.map_err(self.error("removing the rows to compute again"))?;
+        let mut removed = 0;
+        if kept.contains(&crate::pipeline::ENRICHED) {
+            let params = PairParams::new(from.iter().map(|(pair, time)| (pair, *time)));
+            let sql = format!(
+                "DELETE FROM {} e USING {} WHERE e.store_id = p.store_id AND e.item_id = p.item_id AND e.date_time >= {}",
+                self.table(crate::pipeline::ENRICHED),
+                PairParams::FROM,
+                at("p.since")
+            );
+            removed = client.execute(&sql, &params.params()).await.map_err(self.error("removing the rows to compute again"))?;
+        }
         let params = PairParams::new(touched.iter().map(|pair| (pair, 0)));
-        for table in [crate::pipeline::CURRENT_INVENTORY, STOCK] {
+        let tables = [crate::pipeline::CURRENT_INVENTORY, STOCK].into_iter().filter(|table| *table == STOCK || kept.contains(table));
+        for table in tables {
             let sql = format!(
                 "DELETE FROM {} t USING {} WHERE t.store_id = p.store_id AND t.item_id = p.item_id",
                 self.table(table),
