@@ -12,16 +12,7 @@ runs=${3:-3}
 
 source bench/setup.sh
 python_env bench/.venv bench/requirements.txt
-tansu="${TANSU:-$HOME/.cache/pos-etl/tools/bin/tansu}"
-[ -x "$tansu" ] || cargo install tansu --version 0.6.0 --features dynostore --locked --root "$HOME/.cache/pos-etl/tools"
-
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-brokers="127.0.0.1:$port"
-"$tansu" broker --listener-url "tcp://$brokers" --advertised-listener-url "tcp://$brokers" \
-    --storage-engine memory://tansu/ > "$work/tansu.log" 2>&1 &
-tansu_pid=$!
-trap 'kill $tansu_pid 2>/dev/null; rm -rf "$work"' EXIT
+source bench/broker.sh
 
 "$pos_etl" generate --out-dir "$work/data" --items "$items" --days "$days" --seed 1
 # produce waits for the broker itself (it fails after --kafka-timeout if it never answers)

@@ -10,3 +10,8 @@ python_env() {
     [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$2"
 }
+
+# Commands run at exit, the last added first: `on_exit 'COMMAND'`.
+exit_commands=()
+on_exit() { exit_commands=("$1" "${exit_commands[@]}"); }
+trap 'for command in "${exit_commands[@]}"; do eval "$command"; done' EXIT

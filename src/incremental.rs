@@ -139,6 +139,9 @@ pub async fn apply(
         let batches = reads.iter_mut().filter(|read| read.table == table).flat_map(|read| std::mem::take(&mut read.batches));
         new_events.insert(table, arrow::compute::concat_batches(&table.schema(), &batches.collect::<Vec<_>>())?);
     }
+    if !first {
+        load.look_up_pairs_by_index().await?;
+    }
     let stored_stock = match first {
         true => HashMap::new(),
         false => load.stock(&earliest_per_pair(new_events.values()).into_keys().collect::<Vec<_>>()).await?,
@@ -194,7 +197,7 @@ pub async fn apply(
     let removing = Instant::now();
     if !first {
         account.rows_rewritten = load.remove_for_rewrite(&rewrite, &touched, &kept).await?;
-        for table in kept.iter().chain(&[state::STOCK, state::SNAPSHOT_JOURNAL, state::CHANGE_JOURNAL]) {
+        for table in kept.iter().chain(&[state::STOCK, state::SNAPSHOT_JOURNAL, state::CHANGE_JOURNAL, state::CHECKPOINT]) {
             load.append_to(table);
         }
     }

@@ -22,6 +22,8 @@ pub struct BatchMetrics {
     pub write_ms: f64,
     /// The COMMIT (and the swap of the checkpoint table before it).
     pub commit_ms: f64,
+    /// When the commit ended, in seconds since the epoch.
+    pub committed_at: f64,
     /// The commit's end minus the mean `sent_time` of the batch's records;
     /// `None` if none carries one.
     pub latency_ms: Option<f64>,

@@ -245,9 +245,10 @@ fn a_run_killed_between_copy_and_commit_loses_and_repeats_nothing() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        // A reader of the checkpoint holds it: the run's commit waits to replace it.
+        // A reader of the rejects table holds it: the run's commit waits to
+        // replace it (the checkpoint itself is written in place).
         let reader = pg.connect().await;
-        reader.batch_execute("BEGIN; SELECT count(*) FROM pos_etl_checkpoint").await.unwrap();
+        reader.batch_execute("BEGIN; SELECT count(*) FROM rejects").await.unwrap();
         let mark = pg.log_mark();
         let mut child = Command::new(env!("CARGO_BIN_EXE_pos-etl"))
             .args(["enrich", "--postgres", &pg.url, "--incremental", "--data", "live", "--progress", "never"])

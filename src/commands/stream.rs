@@ -22,6 +22,7 @@ use crate::incremental::{self, Engine, NewRecords, millis};
 use crate::metrics::{BatchMetrics, LatencySummary};
 use crate::pipeline;
 use crate::progress::Progress;
+use crate::sinks::postgres::PgSession;
 use crate::sinks::{Commit, Destination, Output, rejects};
 use crate::sources::TableRead;
 use crate::sources::kafka::TopicStream;
@@ -76,6 +77,8 @@ pub async fn run(config: &StreamConfig) -> anyhow::Result<Summary> {
     }
     let engine = incremental::Engine::plan(&job, &mut lookups).await?;
 
+    // One connection from batch to batch, made again after a failure.
+    let mut session = None;
     let mut batches = 0;
     let (mut latencies, mut maxima) = (Vec::new(), Vec::new());
     let mut last_record = Instant::now();
@@ -106,7 +109,7 @@ pub async fn run(config: &StreamConfig) -> anyhow::Result<Summary> {
         let mut reads = std::mem::take(&mut lookups);
         reads.extend(polled.reads);
         let (done, retries, commit_ms) =
-            commit_batch(config, &job, &engine, reads, offsets, &stop).await.with_context(|| format!("batch {batches}"))?;
+            commit_batch(config, &mut session, &job, &engine, reads, offsets, &stop).await.with_context(|| format!("batch {batches}"))?;
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         let latency_ms = (polled.sent_times > 0).then(|| (now - polled.sent_time_sum / polled.sent_times as f64) * 1000.0);
         let max_latency_ms = polled.earliest_sent_time.map(|earliest| (now - earliest) * 1000.0);
@@ -121,6 +124,7 @@ pub async fn run(config: &StreamConfig) -> anyhow::Result<Summary> {
             rules_ms: account.rules_ms,
             write_ms: account.write_ms,
             commit_ms,
+            committed_at: now,
             latency_ms,
             max_latency_ms,
             lag,
@@ -185,11 +189,13 @@ async fn wait_for_trigger(trigger: Duration, started: Instant, stop: &AtomicBool
     }
 }
 
-/// Commits one batch, trying again (on a new connection, with backoff)
-/// while PostgreSQL fails it in a way that may pass; returns the run's
-/// account, the tries again, and the milliseconds of the commit.
+/// Commits one batch on `session` (connecting if there is none), trying
+/// again (on a new connection, with backoff) while PostgreSQL fails it in a
+/// way that may pass; returns the run's account, the tries again, and the
+/// milliseconds of the commit.
 async fn commit_batch(
     config: &StreamConfig,
+    session: &mut Option<PgSession>,
     job: &Job<'_>,
     engine: &Engine,
     reads: Vec<TableRead>,
@@ -199,15 +205,27 @@ async fn commit_batch(
     let mut backoff = Duration::from_millis(100);
     let mut retries = 0;
     loop {
-        match try_batch(config, job, engine, reads.clone(), &offsets).await {
+        let tried = async {
+            if session.is_none() {
+                *session = Some(config.target.connect().await?);
+            }
+            let on = session.as_ref().expect("connected above");
+            try_batch(config, on, job, engine, reads.clone(), &offsets).await
+        };
+        match tried.await {
             Ok((done, commit_ms)) => return Ok((done, retries, commit_ms)),
+            // A failed batch leaves its transaction open: the next try connects anew.
             Err(error) if may_pass(&error) && !stop.load(Ordering::Relaxed) => {
+                *session = None;
                 eprintln!("pos-etl: stream: {}; trying the batch again in {:.1} s", one_line(&error), backoff.as_secs_f64());
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 retries += 1;
             }
-            Err(error) => return Err(error),
+            Err(error) => {
+                *session = None;
+                return Err(error);
+            }
         }
     }
 }
@@ -215,12 +233,13 @@ async fn commit_batch(
 /// One try of a batch: its own transaction, from the stored checkpoint.
 async fn try_batch(
     config: &StreamConfig,
+    session: &PgSession,
     job: &Job<'_>,
     engine: &Engine,
     reads: Vec<TableRead>,
     offsets: &std::collections::BTreeMap<(String, i32), i64>,
 ) -> anyhow::Result<(Enriched, f64)> {
-    let mut load = config.target.begin(config.run.lock_timeout).await?;
+    let mut load = session.begin(config.run.lock_timeout).await?;
     let stored = load.checkpoint().await?;
     let mut after = stored.clone().unwrap_or_default();
     after.offsets.extend(offsets.iter().map(|(key, next)| (key.clone(), *next)));

@@ -119,37 +119,64 @@ impl PgTarget {
     /// Connects, begins the run's transaction and takes the schema's lock,
     /// waiting up to `lock_timeout` for another run that holds it.
     pub async fn begin(&self, lock_timeout: Duration) -> Result<PgLoad, SinkError> {
-        let error = |action: &str| {
-            let action = format!("{action} ({self})");
-            move |source| SinkError::Postgres { action, cause: source }
-        };
+        self.connect().await?.begin(lock_timeout).await
+    }
+
+    /// Connects, for runs one after another on one connection (`stream`'s batches).
+    pub async fn connect(&self) -> Result<PgSession, SinkError> {
         let mut tls = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
             .map_err(|e| SinkError::Write { path: self.shown.clone(), source: e.into() })?;
         // As libpq's prefer and require: encrypted, the server's certificate not checked.
         tls.set_verify(openssl::ssl::SslVerifyMode::NONE);
         let tls = postgres_openssl::MakeTlsConnector::new(tls.build());
-        let (client, connection) = self.config.connect(tls).await.map_err(error("cannot connect"))?;
+        let (client, connection) = self.config.connect(tls).await.map_err(self.error("cannot connect"))?;
         tokio::spawn(async move {
             // Its errors reach the client's next call; nothing to do here.
             let _ = connection.await;
         });
-        let schema = quote(&self.schema);
+        Ok(PgSession { client: Arc::new(Mutex::new(client)), target: self.clone() })
+    }
+
+    fn error(&self, action: &str) -> impl FnOnce(tokio_postgres::Error) -> SinkError {
+        let action = format!("{action} ({self})");
+        move |cause| SinkError::Postgres { action, cause }
+    }
+}
+
+/// A connection to the database, on which runs begin their transactions
+/// one after another.
+pub struct PgSession {
+    client: Arc<Mutex<Client>>,
+    target: PgTarget,
+}
+
+impl PgSession {
+    /// Begins a run's transaction and takes the schema's lock, waiting up
+    /// to `lock_timeout` for another run that holds it. The session must
+    /// not be in a transaction (the last run's committed, or none).
+    pub async fn begin(&self, lock_timeout: Duration) -> Result<PgLoad, SinkError> {
+        let target = &self.target;
+        let client = self.client.lock().await;
+        let schema = quote(&target.schema);
         let lock = format!(
             "BEGIN; SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock(hashtext({}));",
             lock_timeout.as_millis().max(1),
-            literal(&format!("pos-etl load {}", self.schema)),
+            literal(&format!("pos-etl load {}", target.schema)),
         );
-        client.batch_execute(&lock).await.map_err(error("waiting for another run loading this schema (see --lock-timeout)"))?;
-        let exists = client
-            .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&self.schema])
+        client
+            .batch_execute(&lock)
             .await
-            .map_err(error("looking up the schema"))?;
+            .map_err(target.error("waiting for another run loading this schema (see --lock-timeout)"))?;
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&target.schema])
+            .await
+            .map_err(target.error("looking up the schema"))?;
         if exists.is_none() {
-            client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.map_err(error("creating the schema"))?;
+            client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.map_err(target.error("creating the schema"))?;
         }
         Ok(PgLoad {
-            client: Arc::new(Mutex::new(client)),
-            target: self.clone(),
+            client: self.client.clone(),
+            target: target.clone(),
             tables: Vec::new(),
             appending: Vec::new(),
             dropping: Vec::new(),
@@ -204,7 +231,7 @@ impl PgLoad {
     /// said so ([`PgLoad::append_to`]), else one that loads a new version
     /// under its loading name, to replace the old one at the commit.
     pub fn stage(&mut self, table: &str) -> PgTableWriter {
-        let append = self.appending.iter().any(|t| t == table);
+        let append = self.appends_to(table);
         if !append {
             self.tables.push(table.to_string());
         }
@@ -214,6 +241,11 @@ impl PgLoad {
     /// Makes the writers of `table` append to it in place (it exists).
     pub fn append_to(&mut self, table: &str) {
         self.appending.push(table.to_string());
+    }
+
+    /// Whether the rows of `table` go into the table itself ([`PgLoad::append_to`]).
+    pub fn appends_to(&self, table: &str) -> bool {
+        self.appending.iter().any(|t| t == table)
     }
 
     /// Drops `table`, if it exists, at the commit.

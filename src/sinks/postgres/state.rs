@@ -92,6 +92,21 @@ impl PgLoad {
         qualified(&self.target.schema, name)
     }
 
+    /// Makes the rest of the transaction look pairs up by index. Each query
+    /// of an incremental run looks a batch's pairs (an `unnest` of
+    /// parameters, which PostgreSQL cannot size) up in a table of every
+    /// pair, whose statistics lag behind its growth: planned as a hash join
+    /// it reads the whole table for every batch (16 ms instead of 1.2 ms
+    /// for 783 pairs among 40,000), as a nested loop over a scan it reads
+    /// it once per pair (25 ms for 100 pairs among 2,000).
+    pub async fn look_up_pairs_by_index(&self) -> Result<(), SinkError> {
+        let client = self.client.lock().await;
+        client
+            .batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_seqscan = off;")
+            .await
+            .map_err(self.error("setting up the run's lookups"))
+    }
+
     /// The checkpoint of the runs so far, `None` if none has been stored
     /// (the first incremental run, or after a full load).
     pub async fn checkpoint(&self) -> Result<Option<Checkpoint>, SinkError> {
@@ -126,8 +141,17 @@ impl PgLoad {
         Ok(Some(checkpoint))
     }
 
-    /// Stages `checkpoint` as the new content of the checkpoint table.
+    /// Stages `checkpoint` as the new content of the checkpoint table: a
+    /// new version of the table, or, if the run writes it in place
+    /// ([`PgLoad::append_to`]; no DDL in every batch of a stream), its rows
+    /// replaced.
     pub async fn put_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), SinkError> {
+        if self.appends_to(CHECKPOINT) {
+            let client = self.client.lock().await;
+            // Scanned whole: without a sequential scan (look_up_pairs_by_index), 16 ms instead of 0.2.
+            let sql = format!("SET LOCAL enable_seqscan = on; DELETE FROM {}", self.table(CHECKPOINT));
+            client.batch_execute(&sql).await.map_err(self.error("replacing the checkpoint"))?;
+        }
         let mut source = StringBuilder::new();
         let mut name = StringBuilder::new();
         let (mut next, mut line) = (Int64Builder::new(), Int64Builder::new());
