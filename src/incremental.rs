@@ -22,7 +22,7 @@ use crate::enrichment::{self, Enriched, Inputs, Job};
 use crate::error::{Reject, RejectReason, SourceError};
 use crate::pipeline::{self, Planned, Slot};
 use crate::progress::Progress;
-use crate::sinks::postgres::state;
+use crate::sinks::postgres::{PgTarget, state};
 use crate::sinks::{Commit, Destination, OutputWriter};
 use crate::sources::csv::{Prefix, complete_end, fingerprint, read_from};
 use crate::sources::streaming::ReadLog;
@@ -114,8 +114,7 @@ pub async fn apply(
     let kept = kept_tables(job);
     after.tables = kept.iter().map(|table| table.to_string()).collect();
     if !first {
-        checkpoint::same_tables(&before.tables, &after.tables)
-            .map_err(|reason| anyhow::anyhow!("cannot go on from the checkpoint in {}: {reason}", load.target().place()))?;
+        check_kept_tables(job, &before, load.target())?;
     }
     let events_read: u64 = reads.iter().filter(|read| read.table.is_event()).map(|read| read.records).sum();
     let mut account = IncrementalSummary {
@@ -249,6 +248,13 @@ pub async fn apply(
 pub fn kept_tables(job: &Job<'_>) -> Vec<&'static str> {
     let enriched = (job.enriched.destination != Destination::Discard).then_some(pipeline::ENRICHED);
     enriched.into_iter().chain(job.current_inventory.map(|_| pipeline::CURRENT_INVENTORY)).collect()
+}
+
+/// Fails, naming `target`, if the runs on the checkpoint `stored` kept
+/// other tables than `job` keeps ([`checkpoint::same_tables`]).
+pub fn check_kept_tables(job: &Job<'_>, stored: &Checkpoint, target: &PgTarget) -> anyhow::Result<()> {
+    checkpoint::same_tables(&stored.tables, &kept_tables(job))
+        .map_err(|reason| anyhow::anyhow!("cannot go on from the checkpoint in {}: {reason}", target.place()))
 }
 
 /// `duration` in milliseconds.

@@ -71,9 +71,7 @@ pub async fn run(config: &StreamConfig) -> anyhow::Result<Summary> {
     let job = Job { run: &config.run, rules: &rules, enriched: &enriched, current_inventory, keep_stock_seq: false };
     if let Some(stored) = &stored {
         // At once, not at the first record.
-        let kept: Vec<String> = incremental::kept_tables(&job).iter().map(|table| table.to_string()).collect();
-        crate::checkpoint::same_tables(&stored.tables, &kept)
-            .map_err(|reason| anyhow::anyhow!("cannot go on from the checkpoint in {}: {reason}", config.target.place()))?;
+        incremental::check_kept_tables(&job, stored, &config.target)?;
     }
     let engine = incremental::Engine::plan(&job, &mut lookups).await?;
 

@@ -78,17 +78,9 @@ impl PgServer {
     /// that contains `text` (lines start with the application name, such as
     /// `pos-etl LOG:  statement: COPY`).
     pub fn wait_for_log(&self, mark: usize, text: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        let (lines, changed) = &*self.log;
-        let mut lines = lines.lock().unwrap();
-        while !lines[mark.min(lines.len())..].iter().any(|line| line.contains(text)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                let log = lines.join("\n");
-                drop(lines);
-                panic!("no {text:?} in the server log within {within:?}:\n{log}");
-            }
-            lines = changed.wait_timeout(lines, left).unwrap().0;
+        if !self.wait_for_line(mark, Instant::now() + within, |line| line.contains(text)) {
+            let log = self.log.0.lock().unwrap().join("\n");
+            panic!("no {text:?} in the server log within {within:?}:\n{log}");
         }
     }
 
@@ -98,19 +90,29 @@ impl PgServer {
     /// The test's own queries (psql) do not wake it.
     pub fn wait_until(&self, what: &str, within: Duration, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + within;
-        let (lines, changed) = &*self.log;
         loop {
             let mark = self.log_mark();
             if done() {
                 return;
             }
-            let mut lines = lines.lock().unwrap();
-            while !lines[mark.min(lines.len())..].iter().any(|line| line.starts_with("pos-etl ")) {
-                let left = deadline.saturating_duration_since(Instant::now());
-                assert!(!left.is_zero(), "{what}: not within {within:?}");
-                lines = changed.wait_timeout(lines, left).unwrap().0;
-            }
+            let logged = self.wait_for_line(mark, deadline, |line| line.starts_with("pos-etl "));
+            assert!(logged, "{what}: not within {within:?}");
         }
+    }
+
+    /// Waits until a line of the log after `mark` is `wanted`; false if
+    /// `deadline` comes first.
+    fn wait_for_line(&self, mark: usize, deadline: Instant, wanted: impl Fn(&str) -> bool) -> bool {
+        let (lines, changed) = &*self.log;
+        let mut lines = lines.lock().unwrap();
+        while !lines[mark.min(lines.len())..].iter().any(|line| wanted(line)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            lines = changed.wait_timeout(lines, left).unwrap().0;
+        }
+        true
     }
 
     /// A connection of the test's own.
