@@ -25,7 +25,6 @@ for run in $(seq "$runs"); do
     pos_times+=("$(seconds "$pos_etl" enrich --brokers "$brokers" --data "$work/data" --out "$work/out.csv")")
     peer_times+=("$(seconds "$venv/bin/python" bench/kafka_peer.py "$brokers" "$topics")")
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 pos=$(median "${pos_times[@]}"); peer=$(median "${peer_times[@]}")
 changes=$(( $(cat "$work"/data/inventory_change_{online,store_001}.csv | wc -l) - 2 ))
 echo

@@ -15,5 +15,3 @@ as_server "$bin/pg_ctl" -D "$work/pg/data" -l "$work/pg/log" -w -t 60 \
 on_exit 'as_server "$bin/pg_ctl" -D "$work/pg/data" -m fast stop > /dev/null; rm -rf "$work"'
 url="postgresql://pos@127.0.0.1:$port/postgres"
 
-timed() { /usr/bin/time -f '%e %M' -o "$work/time" "$@" > /dev/null 2>"$work/stderr" || { cat "$work/stderr"; exit 1; }; cat "$work/time"; }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -110,12 +110,13 @@ const GENERATE_EXAMPLES: &str = "Examples:
 /// Flags of `pos-etl enrich`.
 #[derive(Debug, Args)]
 pub struct EnrichArgs {
-    /// Where to write the enriched table (`-` for CSV on stdout); not with --postgres.
-    #[arg(long, value_name = "PATH", required_unless_present = "postgres")]
+    /// Where to write the enriched table: a path, an s3://, gs:// or az://
+    /// URL, or `-` for CSV on stdout; not with --postgres.
+    #[arg(long, value_name = "PATH|URL", required_unless_present = "postgres")]
     pub out: Option<PathBuf>,
 
-    /// Also write the current stock per store and item to PATH.
-    #[arg(long, value_name = "PATH")]
+    /// Also write the current stock per store and item to PATH (or URL).
+    #[arg(long, value_name = "PATH|URL")]
     pub current_out: Option<PathBuf>,
 
     /// Output format; by default it follows each output's extension (.csv, .parquet).
@@ -123,12 +124,12 @@ pub struct EnrichArgs {
     pub format: Option<Format>,
 
     /// Where to write rejected records [default: <out>.rejects.csv, or
-    /// pos-etl.rejects.csv with --out -].
-    #[arg(long, value_name = "PATH")]
+    /// pos-etl.rejects.csv with --out -]; a path or URL.
+    #[arg(long, value_name = "PATH|URL")]
     pub rejects: Option<PathBuf>,
 
-    /// Also write the run summary as JSON to PATH.
-    #[arg(long, value_name = "PATH")]
+    /// Also write the run summary as JSON to PATH (or URL).
+    #[arg(long, value_name = "PATH|URL")]
     pub summary_json: Option<PathBuf>,
 
     /// Where the tables go instead of files: a PostgreSQL database.
@@ -218,8 +219,9 @@ pub struct PostgresArgs {
 /// Flags of `pos-etl report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Directory to write the report's tables and report.html to (created if missing).
-    #[arg(long, value_name = "DIR")]
+    /// Directory (or s3://, gs://, az:// prefix) to write the report's
+    /// tables and report.html to (created if missing).
+    #[arg(long, value_name = "DIR|URL")]
     pub out_dir: PathBuf,
 
     /// Format of the tables.
@@ -238,8 +240,8 @@ pub struct ReportArgs {
     #[arg(long, value_name = "N", default_value = "20", value_parser = parse_positive)]
     pub top: u64,
 
-    /// Also write the run summary as JSON to PATH.
-    #[arg(long, value_name = "PATH")]
+    /// Also write the run summary as JSON to PATH (or URL).
+    #[arg(long, value_name = "PATH|URL")]
     pub summary_json: Option<PathBuf>,
 
     /// The report's tables into a PostgreSQL database (the page and
@@ -256,10 +258,15 @@ pub struct ReportArgs {
 /// `enrich` and `report`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Directory with store.csv, item.csv, inventory_change_type.csv and the
-    /// inventory_snapshot_*.csv / inventory_change_*.csv exports.
-    #[arg(long, value_name = "DIR", default_value = "data", env = "POS_ETL_DATA")]
-    pub data: PathBuf,
+    /// Directory (or s3://, gs://, az:// prefix) with store.csv, item.csv,
+    /// inventory_change_type.csv and the inventory_snapshot_*.csv /
+    /// inventory_change_*.csv exports.
+    #[arg(long, value_name = "DIR|URL", default_value = "data", env = "POS_ETL_DATA")]
+    pub data: String,
+
+    /// Object stores.
+    #[command(flatten)]
+    pub storage: StorageArgs,
 
     /// Run the SQL rules in DIR (all *.sql, in file-name order) instead of the
     /// built-in ones; report also runs DIR/report/*.sql if there is one.
@@ -330,12 +337,28 @@ pub struct KafkaArgs {
     pub kafka_timeout: Duration,
 }
 
+/// How to reach object stores.
+#[derive(Debug, Args)]
+pub struct StorageArgs {
+    /// An object-store setting, as object_store names it (repeatable), such
+    /// as aws_endpoint=http://127.0.0.1:9000 or aws_secret_access_key=…;
+    /// wins over the [storage] table of --config, which wins over the
+    /// AWS_*, GOOGLE_* and AZURE_* environment variables.
+    #[arg(long = "storage-option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub options: Vec<(String, String)>,
+}
+
 /// Flags of `pos-etl produce`.
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
-    /// Directory with the inventory_snapshot_*.csv and inventory_change_*.csv exports.
-    #[arg(long, value_name = "DIR", default_value = "data", env = "POS_ETL_DATA")]
-    pub data: PathBuf,
+    /// Directory (or s3://, gs://, az:// prefix) with the
+    /// inventory_snapshot_*.csv and inventory_change_*.csv exports.
+    #[arg(long, value_name = "DIR|URL", default_value = "data", env = "POS_ETL_DATA")]
+    pub data: String,
+
+    /// Object stores.
+    #[command(flatten)]
+    pub storage: StorageArgs,
 
     /// Kafka connection.
     #[command(flatten)]

@@ -17,13 +17,14 @@ use crate::report::ReportSettings;
 use crate::sinks::postgres::PgTarget;
 use crate::sinks::{Destination, Output};
 use crate::sources::Table;
+use crate::storage::{BadUrl, Location, StorageOptions};
 
 /// A command line that parsed but makes no sense; exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The format of an output cannot be told from its name.
     #[error("cannot tell the format of {0} from its extension: use --format csv or --format parquet")]
-    UnknownFormat(PathBuf),
+    UnknownFormat(String),
     /// stdout only takes CSV.
     #[error("--out - writes CSV to stdout; --format parquet needs a file name")]
     ParquetToStdout,
@@ -66,7 +67,7 @@ pub enum ConfigError {
         /// The second flag.
         second: &'static str,
         /// The file, as the second flag names it.
-        path: PathBuf,
+        path: String,
     },
     /// The memory limit leaves a thread too little to work in.
     #[error("--memory-limit {limit} is too little for --threads {threads}: give each thread at least {per_thread} MiB (or use fewer threads)")]
@@ -77,6 +78,17 @@ pub enum ConfigError {
         threads: usize,
         /// MiB each thread needs.
         per_thread: usize,
+    },
+    /// A URL names no object store pos-etl can use.
+    #[error(transparent)]
+    Url(#[from] BadUrl),
+    /// A command reads its CSV files from a local directory only.
+    #[error("{what} reads its CSV exports from a local directory, not {data}")]
+    LocalDataOnly {
+        /// The command or mode.
+        what: &'static str,
+        /// The URL given.
+        data: String,
     },
     /// A command that talks to Kafka was given no brokers.
     #[error("no Kafka brokers: give --brokers HOST:PORT (or bootstrap.servers in the [kafka] table of --config)")]
@@ -99,7 +111,7 @@ impl KafkaSettings {
     /// The settings of `args`, or `None` if no brokers are named anywhere.
     pub fn from_args(args: KafkaArgs) -> Result<Option<Self>, ConfigError> {
         let mut properties = match &args.config {
-            Some(path) => read_kafka_table(path)?,
+            Some(path) => read_table(path, "kafka")?,
             None => Vec::new(),
         };
         properties.extend(args.settings);
@@ -131,16 +143,28 @@ impl KafkaSettings {
     }
 }
 
-/// The `[kafka]` table of a TOML config file, as librdkafka settings.
-fn read_kafka_table(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+/// The settings of the object stores: the `[storage]` table of the config
+/// file, then `--storage-option`.
+fn storage_options(config: Option<&Path>, options: Vec<(String, String)>) -> Result<StorageOptions, ConfigError> {
+    let mut all = match config {
+        Some(path) => read_table(path, "storage")?,
+        None => Vec::new(),
+    };
+    all.extend(options);
+    Ok(StorageOptions::new(all))
+}
+
+/// The table `name` (`[kafka]`, `[storage]`) of a TOML config file, as
+/// key-value settings.
+fn read_table(path: &Path, name: &str) -> Result<Vec<(String, String)>, ConfigError> {
     let error = |detail: String| ConfigError::ConfigFile { path: path.to_path_buf(), detail };
     let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
     let document: toml::Table = text.parse().map_err(|e: toml::de::Error| error(e.message().to_string()))?;
-    let Some(kafka) = document.get("kafka") else {
+    let Some(table) = document.get(name) else {
         return Ok(Vec::new());
     };
-    let kafka = kafka.as_table().ok_or_else(|| error("[kafka] is not a table".to_string()))?;
-    kafka
+    let table = table.as_table().ok_or_else(|| error(format!("[{name}] is not a table")))?;
+    table
         .iter()
         .map(|(key, value)| {
             let value = match value {
@@ -148,7 +172,7 @@ fn read_kafka_table(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
                 toml::Value::Integer(number) => number.to_string(),
                 toml::Value::Float(number) => number.to_string(),
                 toml::Value::Boolean(flag) => flag.to_string(),
-                other => return Err(error(format!("kafka.{key} must be a string, number or boolean, not {}", other.type_str()))),
+                other => return Err(error(format!("{name}.{key} must be a string, number or boolean, not {}", other.type_str()))),
             };
             Ok((key.clone(), value))
         })
@@ -201,8 +225,10 @@ impl RuleSource {
 /// limits and resources.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// The directory of CSV exports (lookups always come from here).
-    pub data_dir: PathBuf,
+    /// The directory or prefix of CSV exports (lookups always come from here).
+    pub data: Location,
+    /// How to reach object stores.
+    pub storage: StorageOptions,
     /// Where the events come from.
     pub events: EventSource,
     /// The SQL rules.
@@ -221,6 +247,8 @@ impl TryFrom<RunArgs> for RunConfig {
     type Error = ConfigError;
 
     fn try_from(args: RunArgs) -> Result<Self, ConfigError> {
+        let storage = storage_options(args.kafka.config.as_deref(), args.storage.options)?;
+        let data = Location::parse(&args.data, &storage)?;
         let events = match KafkaSettings::from_args(args.kafka)? {
             None => EventSource::Csv,
             Some(settings) => {
@@ -242,7 +270,8 @@ impl TryFrom<RunArgs> for RunConfig {
             });
         }
         Ok(RunConfig {
-            data_dir: args.data,
+            data,
+            storage,
             events,
             rules: args.sql_dir.map_or(RuleSource::Builtin, RuleSource::Dir),
             max_rejects: args.max_rejects,
@@ -263,9 +292,9 @@ pub struct EnrichConfig {
     /// The current_inventory output, if asked for.
     pub current_inventory: Option<Output>,
     /// Where rejected records go.
-    pub rejects: PathBuf,
+    pub rejects: Location,
     /// Where to write the JSON summary.
-    pub summary_json: Option<PathBuf>,
+    pub summary_json: Option<Location>,
     /// The database the tables go to, if not files.
     pub postgres: Option<PgTarget>,
     /// With `--incremental`: the late window.
@@ -285,37 +314,36 @@ impl TryFrom<EnrichArgs> for EnrichConfig {
         if args.incremental {
             return Err(ConfigError::IncrementalToFile);
         }
+        let run = RunConfig::try_from(args.run)?;
+        let at = |path: &Path| location(path, &run.storage);
         let out = args.out.as_deref().expect("clap requires --out without --postgres");
-        let enriched = output(out, args.format)?;
-        let current_inventory = args.current_out.as_deref().map(|path| output(path, args.format)).transpose()?;
+        let enriched = output(at(out)?, args.format)?;
+        let current_inventory = args.current_out.as_deref().map(|path| output(at(path)?, args.format)).transpose()?;
         if enriched.destination == Destination::Stdout
             && current_inventory.as_ref().is_some_and(|o| o.destination == Destination::Stdout)
         {
             return Err(ConfigError::TwoStdouts);
         }
-        let rejects = args.rejects.unwrap_or_else(|| match &enriched.destination {
-            Destination::File(path) => with_suffix(path, ".rejects.csv"),
-            _ => PathBuf::from(DEFAULT_REJECTS),
-        });
-        let file = |output: &Output| match &output.destination {
-            Destination::File(path) => Some(path.clone()),
-            _ => None,
+        let rejects = match args.rejects.as_deref() {
+            Some(path) => at(path)?,
+            None => enriched.destination.location().map_or(Location::Local(PathBuf::from(DEFAULT_REJECTS)), |out| out.with_suffix(".rejects.csv")),
         };
+        let summary_json = args.summary_json.as_deref().map(at).transpose()?;
         refuse_shared_files(&[
-            ("--out", file(&enriched)),
-            ("--current-out", current_inventory.as_ref().and_then(file)),
+            ("--out", enriched.destination.location()),
+            ("--current-out", current_inventory.as_ref().and_then(|o| o.destination.location())),
             ("--rejects", Some(rejects.clone())),
-            ("--summary-json", args.summary_json.clone()),
+            ("--summary-json", summary_json.clone()),
         ])?;
-        Ok(EnrichConfig {
-            run: RunConfig::try_from(args.run)?,
-            enriched,
-            current_inventory,
-            rejects,
-            summary_json: args.summary_json,
-            postgres: None,
-            incremental: None,
-        })
+        Ok(EnrichConfig { run, enriched, current_inventory, rejects, summary_json, postgres: None, incremental: None })
+    }
+}
+
+/// `path` as a location: a URL names an object, anything else a local path.
+fn location(path: &Path, options: &StorageOptions) -> Result<Location, ConfigError> {
+    match path.to_str() {
+        Some(text) => Ok(Location::parse(text, options)?),
+        None => Ok(Location::Local(path.to_path_buf())),
     }
 }
 
@@ -335,14 +363,25 @@ impl EnrichConfig {
         }
         let target = pg_target(url, &args.postgres)?;
         let table = |name: &str| Output { destination: Destination::table(&target, name), format: Format::Csv };
-        let rejects = args.rejects.unwrap_or_else(|| PathBuf::from(DEFAULT_REJECTS));
-        refuse_shared_files(&[("--rejects", Some(rejects.clone())), ("--summary-json", args.summary_json.clone())])?;
+        let run = RunConfig::try_from(args.run)?;
+        if args.incremental
+            && matches!(run.events, EventSource::Csv)
+            && let Location::Object(url) = &run.data
+        {
+            return Err(ConfigError::LocalDataOnly { what: "enrich --incremental", data: url.to_string() });
+        }
+        let rejects = match args.rejects.as_deref() {
+            Some(path) => location(path, &run.storage)?,
+            None => Location::Local(PathBuf::from(DEFAULT_REJECTS)),
+        };
+        let summary_json = args.summary_json.as_deref().map(|path| location(path, &run.storage)).transpose()?;
+        refuse_shared_files(&[("--rejects", Some(rejects.clone())), ("--summary-json", summary_json.clone())])?;
         Ok(EnrichConfig {
-            run: RunConfig::try_from(args.run)?,
+            run,
             enriched: table(crate::pipeline::ENRICHED),
             current_inventory: Some(table(crate::pipeline::CURRENT_INVENTORY)),
             rejects,
-            summary_json: args.summary_json,
+            summary_json,
             postgres: Some(target),
             incremental: args.incremental.then_some(args.late_window),
         })
@@ -384,7 +423,8 @@ impl TryFrom<StreamArgs> for StreamConfig {
         if !matches!(run.events, EventSource::Kafka { .. }) {
             return Err(ConfigError::StreamNeeds { what: "--brokers HOST:PORT (or POS_ETL_BROKERS)" });
         }
-        refuse_shared_files(&[("--metrics", args.metrics.clone()), ("--summary-json", args.summary_json.clone())])?;
+        let local = |path: &Option<PathBuf>| path.clone().map(Location::Local);
+        refuse_shared_files(&[("--metrics", local(&args.metrics)), ("--summary-json", local(&args.summary_json))])?;
         Ok(StreamConfig {
             run,
             target,
@@ -405,14 +445,14 @@ impl TryFrom<StreamArgs> for StreamConfig {
 pub struct ReportConfig {
     /// Inputs, rules, limits and resources.
     pub run: RunConfig,
-    /// Where the tables and the page go.
-    pub out_dir: PathBuf,
+    /// Where the tables and the page go: a directory or a prefix.
+    pub out_dir: Location,
     /// The tables' format.
     pub format: Format,
     /// What the report is asked for.
     pub settings: ReportSettings,
     /// Where to write the JSON summary.
-    pub summary_json: Option<PathBuf>,
+    pub summary_json: Option<Location>,
     /// The database the tables go to, if not files.
     pub postgres: Option<PgTarget>,
 }
@@ -422,17 +462,20 @@ impl TryFrom<ReportArgs> for ReportConfig {
 
     fn try_from(args: ReportArgs) -> Result<Self, ConfigError> {
         let postgres = args.postgres.postgres.as_deref().map(|url| pg_target(url, &args.postgres)).transpose()?;
+        let run = RunConfig::try_from(args.run)?;
+        let out_dir = location(&args.out_dir, &run.storage)?;
+        let summary_json = args.summary_json.as_deref().map(|path| location(path, &run.storage)).transpose()?;
         Ok(ReportConfig {
             postgres,
-            run: RunConfig::try_from(args.run)?,
-            out_dir: args.out_dir,
+            run,
+            out_dir,
             format: args.format,
             settings: ReportSettings {
                 top: args.top,
                 horizon: usize::try_from(args.horizon).unwrap_or(usize::MAX),
                 items: args.items,
             },
-            summary_json: args.summary_json,
+            summary_json,
         })
     }
 }
@@ -445,8 +488,8 @@ fn default_threads() -> usize {
 /// The checked settings of `pos-etl produce`.
 #[derive(Debug, Clone)]
 pub struct ProduceConfig {
-    /// The directory of CSV exports.
-    pub data_dir: PathBuf,
+    /// The directory or prefix of CSV exports.
+    pub data: Location,
     /// The cluster.
     pub kafka: KafkaSettings,
     /// Row or transaction messages.
@@ -469,8 +512,9 @@ impl TryFrom<ProduceArgs> for ProduceConfig {
     type Error = ConfigError;
 
     fn try_from(args: ProduceArgs) -> Result<Self, ConfigError> {
+        let storage = storage_options(args.kafka.config.as_deref(), args.storage.options)?;
         Ok(ProduceConfig {
-            data_dir: args.data,
+            data: Location::parse(&args.data, &storage)?,
             kafka: KafkaSettings::from_args(args.kafka)?.ok_or(ConfigError::NoBrokers)?,
             form: args.form,
             rate: args.rate.or(args.rate_per_producer.map(|rate| rate.saturating_mul(args.producers))),
@@ -483,18 +527,26 @@ impl TryFrom<ProduceArgs> for ProduceConfig {
     }
 }
 
-/// Fails if two of the named outputs are one file: each would overwrite the other.
-fn refuse_shared_files(outputs: &[(&'static str, Option<PathBuf>)]) -> Result<(), ConfigError> {
-    let named: Vec<(&'static str, &PathBuf, PathBuf)> = outputs
+/// Fails if two of the named outputs are one file or object: each would overwrite the other.
+fn refuse_shared_files(outputs: &[(&'static str, Option<Location>)]) -> Result<(), ConfigError> {
+    let named: Vec<(&'static str, &Location, String)> = outputs
         .iter()
-        .filter_map(|(flag, path)| path.as_ref().map(|path| (*flag, path, file_identity(path))))
+        .filter_map(|(flag, location)| location.as_ref().map(|location| (*flag, location, identity(location))))
         .collect();
-    for (index, (second, path, identity)) in named.iter().enumerate() {
+    for (index, (second, location, identity)) in named.iter().enumerate() {
         if let Some((first, _, _)) = named[..index].iter().find(|(_, _, other)| other == identity) {
-            return Err(ConfigError::SameFile { first, second, path: path.to_path_buf() });
+            return Err(ConfigError::SameFile { first, second, path: location.to_string() });
         }
     }
     Ok(())
+}
+
+/// What two locations naming one file or object have in common.
+fn identity(location: &Location) -> String {
+    match location {
+        Location::Local(path) => file_identity(path).display().to_string(),
+        Location::Object(url) => url.to_string(),
+    }
 }
 
 /// What two paths naming one file have in common: the path with symbolic
@@ -512,29 +564,22 @@ fn file_identity(path: &Path) -> PathBuf {
     }
 }
 
-/// `path` with `suffix` appended to its file name (`combined.csv` → `combined.csv.rejects.csv`).
-pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
-/// An output for `path` (`-` is stdout), in `format` or the one its extension names.
-fn output(path: &Path, format: Option<Format>) -> Result<Output, ConfigError> {
-    if path == Path::new("-") {
+/// An output at `location` (the local path `-` is stdout), in `format` or
+/// the one its extension names.
+fn output(location: Location, format: Option<Format>) -> Result<Output, ConfigError> {
+    if location == Location::Local(PathBuf::from("-")) {
         return match format {
             Some(Format::Parquet) => Err(ConfigError::ParquetToStdout),
             _ => Ok(Output { destination: Destination::Stdout, format: Format::Csv }),
         };
     }
-    let extension = path.extension().map(|ext| ext.to_string_lossy().to_ascii_lowercase());
-    let format = match (format, extension.as_deref()) {
+    let format = match (format, location.extension().as_deref()) {
         (Some(format), _) => format,
         (None, Some("csv")) => Format::Csv,
         (None, Some("parquet" | "pq")) => Format::Parquet,
-        (None, _) => return Err(ConfigError::UnknownFormat(path.to_path_buf())),
+        (None, _) => return Err(ConfigError::UnknownFormat(location.to_string())),
     };
-    Ok(Output { destination: Destination::File(path.to_path_buf()), format })
+    Ok(Output { destination: Destination::at(location), format })
 }
 
 #[cfg(test)]
@@ -582,7 +627,7 @@ mod tests {
             ("-", Some(Format::Parquet), None),
         ];
         for (path, format, expected) in cases {
-            let found = output(Path::new(path), format).ok().map(|o| (o.destination, o.format));
+            let found = output(Location::Local(PathBuf::from(path)), format).ok().map(|o| (o.destination, o.format));
             assert_eq!(found, expected, "{path} {format:?}");
         }
     }

@@ -153,23 +153,13 @@ async fn open_inputs(job: &Job<'_>, progress: &Progress) -> anyhow::Result<(Vec<
     let partitions = job.run.resources.threads;
     let lookups = [Table::Store, Table::Item, Table::InventoryChangeType];
     let events = [Table::InventorySnapshot, Table::InventoryChange];
-    let lookup_files = sources::csv::discover(&job.run.data_dir, &lookups)?;
+    let lookup_files = sources::csv::discover(&job.run.data, &lookups).await?;
     let event_files = match &job.run.events {
-        EventSource::Csv => sources::csv::discover(&job.run.data_dir, &events)?,
+        EventSource::Csv => sources::csv::discover(&job.run.data, &events).await?,
         EventSource::Kafka { .. } => Vec::new(),
     };
-    for files in &event_files {
-        for path in &files.paths {
-            sources::csv::check_header(files.table, path)?;
-        }
-    }
-    let total_bytes = lookup_files
-        .iter()
-        .chain(&event_files)
-        .flat_map(|f| &f.paths)
-        .filter_map(|path| std::fs::metadata(path).ok())
-        .map(|meta| meta.len())
-        .sum();
+    sources::csv::check_headers(&event_files).await?;
+    let total_bytes = lookup_files.iter().chain(&event_files).flat_map(|f| &f.inputs).map(|input| input.size()).sum();
     let read_bar = progress.bytes("read", total_bytes);
     let on_bytes = {
         let bar = read_bar.clone();
@@ -195,7 +185,7 @@ async fn open_inputs(job: &Job<'_>, progress: &Progress) -> anyhow::Result<(Vec<
     }
     let log = ReadLog::default();
     for files in &event_files {
-        let table = sources::streaming::csv_table(files.table, &files.paths, partitions, &log, on_bytes.clone())
+        let table = sources::streaming::csv_table(files.table, &files.inputs, partitions, &log, on_bytes.clone())
             .with_context(|| format!("reading the {} files", files.table.name()))?;
         tables.push((files.table, table as Arc<dyn TableProvider>));
     }

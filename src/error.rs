@@ -14,6 +14,9 @@ pub enum SourceError {
     /// A CSV input cannot be found or read as a whole.
     #[error(transparent)]
     File(#[from] FileError),
+    /// An object store cannot be listed or read.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
     /// The Kafka client could not be created.
     #[error("cannot create a Kafka client for {brokers} (check the -X and [kafka] settings)")]
     KafkaClient {
@@ -133,6 +136,9 @@ pub enum SinkError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// An object store refused or failed a write.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
     /// Computing the rows to write failed.
     #[error("computing {path} failed")]
     Compute {
@@ -184,8 +190,8 @@ pub enum SinkError {
     /// Another run holds the output's lock.
     #[error("{path} is locked by another run ({holder}); gave up after {waited_secs:.1} s (see --lock-timeout)")]
     Locked {
-        /// The lock file.
-        path: PathBuf,
+        /// The lock file or object.
+        path: String,
         /// What the holder wrote into the lock file.
         holder: String,
         /// How long this run waited.

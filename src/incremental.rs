@@ -27,6 +27,7 @@ use crate::sinks::{Commit, Destination, OutputWriter};
 use crate::sources::csv::{Prefix, complete_end, fingerprint, read_from};
 use crate::sources::streaming::ReadLog;
 use crate::sources::{self, Table, TableRead};
+use crate::storage::Location;
 use crate::summary::IncrementalSummary;
 
 /// What a run read since the checkpoint.
@@ -272,7 +273,7 @@ fn open_writers(job: &Job<'_>, commit: &mut Commit) -> anyhow::Result<(OutputWri
 /// Reads the lookups of `run`, whole.
 pub async fn read_lookups(run: &RunConfig) -> anyhow::Result<Vec<TableRead>> {
     let lookups = [Table::Store, Table::Item, Table::InventoryChangeType];
-    let lookup_files = sources::csv::discover(&run.data_dir, &lookups)?;
+    let lookup_files = sources::csv::discover(&run.data, &lookups).await?;
     Ok(sources::csv::read_all(&lookup_files, |_| {}).await?)
 }
 
@@ -298,7 +299,10 @@ async fn read_new(run: &RunConfig, before: &Checkpoint, progress: &Progress) -> 
             }
         }
         EventSource::Csv => {
-            let files = sources::csv::discover(&run.data_dir, &[Table::InventorySnapshot, Table::InventoryChange])?;
+            let Location::Local(dir) = &run.data else {
+                unreachable!("the config refuses an incremental run of CSV objects");
+            };
+            let files = sources::csv::discover_files(dir, &[Table::InventorySnapshot, Table::InventoryChange])?;
             let tasks = files.into_iter().flat_map(|files| files.paths.into_iter().map(move |path| (files.table, path)));
             let tasks = tasks.map(|(table, path)| {
                 let mark = before.files.get(&file_name(&path)).cloned();

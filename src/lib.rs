@@ -14,4 +14,5 @@ pub mod report;
 pub mod simulation;
 pub mod sinks;
 pub mod sources;
+pub mod storage;
 pub mod summary;

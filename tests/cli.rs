@@ -10,6 +10,7 @@ mod inputs;
 mod kafka;
 mod outputs;
 mod postgres;
+mod objects;
 mod properties;
 mod report;
 mod stream;

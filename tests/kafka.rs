@@ -212,13 +212,23 @@ fn a_broker_killed_mid_read_fails_naming_it_and_keeps_the_previous_output() {
 }
 
 /// The broker restarted mid-read with the same storage: the run completes,
-/// and its outputs equal the CSV enrich.
+/// and its outputs equal the CSV enrich. The exports are produced from a
+/// bucket of the S3 server that also holds the broker's storage.
 #[test]
 fn a_broker_restarted_mid_read_with_its_storage_is_read_to_the_end() {
     let work = big_dataset();
     let s3 = S3Server::start();
+    s3.bucket("exports");
+    for entry in std::fs::read_dir(work.path().join("data")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::create_dir_all(s3.object("exports", "data")).unwrap();
+        std::fs::copy(entry.path(), s3.object("exports", &format!("data/{}", entry.file_name().to_string_lossy()))).unwrap();
+    }
     let mut broker = Broker::start_on(&s3);
-    produce(&work, &broker, &["--form", "row"]);
+    let args = ["produce", "--data", "s3://exports/data", "--brokers", &broker.address, "--partitions", "3", "--form", "row"];
+    let run = work.run_with_env(&args, &s3.env());
+    run.expect_code(0);
+    assert!(run.stderr().contains("records/s"), "{}", run.stderr());
     let child = spawn_consuming(
         &work,
         &["enrich", "--brokers", &broker.address, "--out", "kafka.csv", "--current-out", "kafka_current.csv"],

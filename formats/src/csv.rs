@@ -147,28 +147,35 @@ pub fn discover(dir: &Path, tables: &[Table]) -> Result<Vec<TableFiles>, FileErr
     if !dir.is_dir() {
         return Err(FileError::MissingDir(dir.to_path_buf()));
     }
-    let mut names: Vec<String> = std::fs::read_dir(dir)
+    let names: Vec<String> = std::fs::read_dir(dir)
         .map_err(|source| FileError::Read { name: dir.display().to_string(), source })?
         .filter_map(|entry| entry.ok())
         .filter(|entry| entry.file_type().is_ok_and(|kind| !kind.is_dir()))
         .filter_map(|entry| entry.file_name().into_string().ok())
         .collect();
+    Ok(select(dir, &names, tables)?
+        .into_iter()
+        .map(|(table, names)| TableFiles { table, paths: names.iter().map(|name| dir.join(name)).collect() })
+        .collect())
+}
+
+/// The names among `names` (the entries of `dir`, a directory or an object
+/// prefix) that are the files of each of `tables`, sorted; an error naming
+/// the first table that has none.
+pub fn select(dir: &Path, names: &[String], tables: &[Table]) -> Result<Vec<(Table, Vec<String>)>, FileError> {
+    let mut names = names.to_vec();
     names.sort();
     tables
         .iter()
         .map(|&table| {
-            let paths: Vec<PathBuf> = names
-                .iter()
-                .filter(|name| file_belongs_to(name, table))
-                .map(|name| dir.join(name))
-                .collect();
-            if paths.is_empty() {
+            let mine: Vec<String> = names.iter().filter(|name| file_belongs_to(name, table)).cloned().collect();
+            if mine.is_empty() {
                 return Err(match fixed_file_name(table) {
                     Some(name) => FileError::MissingFile(dir.join(name)),
                     None => FileError::NoFiles { dir: dir.to_path_buf(), pattern: file_pattern(table) },
                 });
             }
-            Ok(TableFiles { table, paths })
+            Ok((table, mine))
         })
         .collect()
 }

@@ -1,7 +1,6 @@
 //! `pos-etl enrich`: run the enrich pipeline into the outputs asked for,
 //! then commit them all and report the summary.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::config::EnrichConfig;
@@ -11,6 +10,7 @@ use crate::sinks::postgres::state;
 use crate::progress::Progress;
 use crate::sinks::lock::OutputLock;
 use crate::sinks::{Commit, Destination};
+use crate::storage::Location;
 use crate::summary::Summary;
 
 /// Runs `enrich` and returns its summary (already printed on stderr).
@@ -18,7 +18,7 @@ pub async fn run(config: &EnrichConfig) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let progress = Progress::new(config.run.progress);
     let rules = config.run.rules.load()?;
-    let _locks = lock_outputs(config)?;
+    let locks = lock_outputs(config).await?;
     let job = Job {
         run: &config.run,
         rules: &rules,
@@ -48,29 +48,27 @@ pub async fn run(config: &EnrichConfig) -> anyhow::Result<Summary> {
         // and the summary alone is written.
         drop(commit);
         let mut summary = enriched.summary;
-        super::finish(&mut summary, started, &progress, config.summary_json.as_deref(), Commit::new()).await?;
+        super::finish(&mut summary, started, &progress, config.summary_json.as_ref(), &locks, Commit::new()).await?;
         return Ok(summary);
     }
     let on_stdout = config.enriched.destination == Destination::Stdout;
     let mut summary =
         super::stage_rejects(enriched, &config.rejects, config.run.max_rejects, on_stdout, &mut commit).await?;
-    super::finish(&mut summary, started, &progress, config.summary_json.as_deref(), commit).await?;
+    super::finish(&mut summary, started, &progress, config.summary_json.as_ref(), &locks, commit).await?;
     Ok(summary)
 }
 
-/// Locks every file output, in path order so that two runs cannot deadlock.
-fn lock_outputs(config: &EnrichConfig) -> anyhow::Result<Vec<OutputLock>> {
-    let mut paths: Vec<&PathBuf> = std::iter::once(&config.enriched)
+/// Locks every file or object output, in name order so that two runs cannot deadlock.
+async fn lock_outputs(config: &EnrichConfig) -> anyhow::Result<Vec<OutputLock>> {
+    let mut outputs: Vec<Location> = std::iter::once(&config.enriched)
         .chain(&config.current_inventory)
-        .filter_map(|output| match &output.destination {
-            Destination::File(path) => Some(path),
-            _ => None,
-        })
+        .filter_map(|output| output.destination.location())
         .collect();
-    paths.sort();
-    paths.dedup();
-    Ok(paths
-        .into_iter()
-        .map(|path| OutputLock::acquire(path, config.run.lock_timeout))
-        .collect::<Result<_, _>>()?)
+    outputs.sort_by_key(|output| output.to_string());
+    outputs.dedup();
+    let mut locks = Vec::new();
+    for output in &outputs {
+        locks.push(OutputLock::acquire(output, config.run.lock_timeout).await?);
+    }
+    Ok(locks)
 }

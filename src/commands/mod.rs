@@ -6,13 +6,14 @@ pub mod produce;
 pub mod report;
 pub mod stream;
 
-use std::path::Path;
 use std::time::Instant;
 
 use crate::enrichment::Enriched;
 use crate::error::TooManyRejects;
 use crate::progress::Progress;
+use crate::sinks::lock::OutputLock;
 use crate::sinks::{Commit, rejects};
+use crate::storage::Location;
 use crate::summary::Summary;
 
 /// Stages the rejects file (and table, when the run loads PostgreSQL) of an
@@ -22,19 +23,19 @@ use crate::summary::Summary;
 /// `on_stdout` says that the enriched rows went to stdout, and so are out.
 async fn stage_rejects(
     enriched: Enriched,
-    path: &Path,
+    path: &Location,
     max_rejects: Option<u64>,
     on_stdout: bool,
     commit: &mut Commit,
 ) -> anyhow::Result<Summary> {
     let Enriched { mut summary, rejects } = enriched;
-    summary.rejects_file = Some(path.display().to_string());
+    summary.rejects_file = Some(path.to_string());
     let bytes = rejects::encode(&rejects);
     if let Some(limit) = max_rejects.filter(|&limit| summary.rejected > limit) {
         let mut alone = Commit::new();
         alone.put(path, &bytes)?;
         alone.commit().await?;
-        return Err(TooManyRejects { rejected: summary.rejected, limit, rejects: path.display().to_string(), on_stdout }.into());
+        return Err(TooManyRejects { rejected: summary.rejected, limit, rejects: path.to_string(), on_stdout }.into());
     }
     commit.put(path, &bytes)?;
     if let Some(load) = commit.postgres() {
@@ -44,19 +45,21 @@ async fn stage_rejects(
 }
 
 /// Stamps the run's elapsed time on `summary`, stages it as JSON in
-/// `commit` if asked, commits everything the run wrote, then prints the
-/// summary on stderr.
+/// `commit` if asked, commits everything the run wrote (if it still holds
+/// `locks`), then prints the summary on stderr.
 async fn finish(
     summary: &mut Summary,
     started: Instant,
     progress: &Progress,
-    json: Option<&Path>,
+    json: Option<&Location>,
+    locks: &[OutputLock],
     mut commit: Commit,
 ) -> anyhow::Result<()> {
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
     if let Some(path) = json {
         commit.put(path, summary.to_json().as_bytes())?;
     }
+    locks.iter().try_for_each(OutputLock::check)?;
     commit.commit().await?;
     for line in summary.to_lines() {
         progress.println(&format!("pos-etl: {line}"));

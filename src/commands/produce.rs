@@ -121,9 +121,9 @@ pub fn topic_for(table: Table, path: &Path) -> String {
 pub async fn run(config: &ProduceConfig) -> anyhow::Result<Sent> {
     let started = Instant::now();
     let progress = Progress::new(config.progress);
-    let files = sources::csv::discover(&config.data_dir, &[Table::InventorySnapshot, Table::InventoryChange])?;
+    let files = sources::csv::discover(&config.data, &[Table::InventorySnapshot, Table::InventoryChange]).await?;
     let reads = sources::csv::read_all(&files, |_| {}).await?;
-    let paths = files.iter().flat_map(|f| f.paths.iter().map(move |path| (f.table, path)));
+    let paths = files.iter().flat_map(|f| f.inputs.iter().map(move |input| (f.table, input)));
     let mut topics = Vec::new();
     let mut sent = Sent::default();
     for ((table, path), read) in paths.zip(reads) {
@@ -132,7 +132,7 @@ pub async fn run(config: &ProduceConfig) -> anyhow::Result<Sent> {
         }
         sent.rejected += read.rejects.len() as u64;
         let batch = concat_batches(&table.schema(), &read.batches)?;
-        topics.push(TopicRows::new(table, topic_for(table, path), batch, config.form)?);
+        topics.push(TopicRows::new(table, topic_for(table, Path::new(&path.file_name())), batch, config.form)?);
     }
     let mut names: Vec<String> = topics.iter().map(|t| t.topic.clone()).collect();
     names.sort();

@@ -20,6 +20,7 @@ use crate::report::{self, Report};
 use crate::sinks::lock::OutputLock;
 use crate::sinks::postgres::PgTarget;
 use crate::sinks::{Commit, Destination, Output};
+use crate::storage::Location;
 use crate::summary::{ForecastSummary, OutputCounts, Summary};
 
 /// The page's file name in the output directory.
@@ -30,8 +31,10 @@ pub async fn run(config: &ReportConfig) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let progress = Progress::new(config.run.progress);
     let out_dir = &config.out_dir;
-    std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let _lock = OutputLock::acquire(&out_dir.join(PAGE), config.run.lock_timeout)?;
+    if let Location::Local(dir) = out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let lock = OutputLock::acquire(&out_dir.join(PAGE), config.run.lock_timeout).await?;
     let mut commit = Commit::new();
     if let Some(target) = &config.postgres {
         commit.attach(target.begin(config.run.lock_timeout).await?);
@@ -40,11 +43,16 @@ pub async fn run(config: &ReportConfig) -> anyhow::Result<Summary> {
     let report_rules = config.run.rules.load_report()?;
 
     // The report's views read enriched several times: written once to
-    // Parquet, it is read back by column, in parallel.
+    // Parquet, it is read back by column, in parallel. Beside the outputs
+    // (on their disk), or in the temporary directory for a bucket.
+    let scratch_dir = match out_dir {
+        Location::Local(dir) => dir.clone(),
+        Location::Object(_) => std::env::temp_dir(),
+    };
     let scratch = tempfile::Builder::new()
         .prefix(".pos-etl-report-")
-        .tempdir_in(out_dir)
-        .with_context(|| format!("cannot create a scratch directory in {}", out_dir.display()))?;
+        .tempdir_in(&scratch_dir)
+        .with_context(|| format!("cannot create a scratch directory in {}", scratch_dir.display()))?;
     let scratch_file = |view: &str| scratch.path().join(format!("{view}.parquet"));
     let scratch_output = |view: &str| Output { destination: Destination::File(scratch_file(view)), format: Format::Parquet };
     let (enriched, current_inventory) = (scratch_output(ENRICHED), scratch_output(CURRENT_INVENTORY));
@@ -80,8 +88,8 @@ pub async fn run(config: &ReportConfig) -> anyhow::Result<Summary> {
         mean_mase: mase,
         seasonal_naive_mean_mase: naive,
     });
-    super::finish(&mut summary, started, &progress, config.summary_json.as_deref(), commit).await?;
-    progress.println(&format!("pos-etl: open {}", out_dir.join(PAGE).display()));
+    super::finish(&mut summary, started, &progress, config.summary_json.as_ref(), &[lock], commit).await?;
+    progress.println(&format!("pos-etl: open {}", out_dir.join(PAGE)));
     Ok(summary)
 }
 
@@ -94,8 +102,8 @@ async fn register_parquet(ctx: &SessionContext, name: &str, path: &Path) -> anyh
 
 /// Where the report's tables go.
 enum Tables<'a> {
-    /// Files in a directory, one per table.
-    Files { dir: &'a Path, format: Format },
+    /// Files in a directory (or objects under a prefix), one per table.
+    Files { dir: &'a Location, format: Format },
     /// Tables of a database.
     Postgres(&'a PgTarget),
 }
@@ -108,7 +116,7 @@ impl Tables<'_> {
                     Format::Csv => "csv",
                     Format::Parquet => "parquet",
                 };
-                Output { destination: Destination::File(dir.join(format!("{table}.{extension}"))), format: *format }
+                Output { destination: Destination::at(dir.join(&format!("{table}.{extension}"))), format: *format }
             }
             Tables::Postgres(target) => Output { destination: Destination::table(target, table), format: Format::Csv },
         }

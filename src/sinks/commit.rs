@@ -11,6 +11,10 @@
 //! ([`PgLoad`]): the commit swaps the tables in and commits it first, then
 //! renames the files, so a failed database commit changes no file.
 //!
+//! An output in an object store is uploaded in parts as it is written and
+//! appears when the commit completes its upload ([`StagedUpload`]); a small
+//! one (rejects, the summary) is put whole at the commit.
+//!
 //! One rename is atomic; a set of them is not. A crash in the middle of the
 //! renames (power loss, `kill -9` at that instant) leaves the files renamed so
 //! far new and the others old. The renames follow the order the files were
@@ -22,10 +26,14 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use object_store::ObjectStoreExt;
+
 use tempfile::NamedTempFile;
 
 use crate::error::SinkError;
 use crate::sinks::postgres::PgLoad;
+use crate::storage::write::{StagedUpload, UploadWriter};
+use crate::storage::{Location, ObjectUrl};
 
 /// A writer to a staged file.
 pub type StagedWriter = tokio::io::BufWriter<tokio::fs::File>;
@@ -36,9 +44,17 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// The files one run writes, staged until they are committed together.
 #[derive(Debug)]
 pub struct Commit {
-    files: Vec<StagedFile>,
+    staged: Vec<Staged>,
     durable: bool,
     postgres: Option<PgLoad>,
+}
+
+/// One output of the commit, in the order it was staged.
+#[derive(Debug)]
+enum Staged {
+    File(StagedFile),
+    Upload(StagedUpload),
+    Put(ObjectUrl, Vec<u8>),
 }
 
 #[derive(Debug)]
@@ -53,13 +69,13 @@ struct StagedFile {
 impl Commit {
     /// A commit of outputs: synced to disk before they replace anything.
     pub fn new() -> Self {
-        Commit { files: Vec::new(), durable: true, postgres: None }
+        Commit { staged: Vec::new(), durable: true, postgres: None }
     }
 
     /// A commit of scratch files only this run reads: not synced, since a
     /// crash leaves nothing anyone uses.
     pub fn scratch() -> Self {
-        Commit { files: Vec::new(), durable: false, postgres: None }
+        Commit { staged: Vec::new(), durable: false, postgres: None }
     }
 
     /// Makes the tables of `load` part of this commit.
@@ -82,10 +98,26 @@ impl Commit {
         Ok(tokio::io::BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(handle)))
     }
 
+    /// Starts the upload of a new version of the object `target` and returns
+    /// a writer to it; the object appears when the commit completes.
+    pub fn stage_object(&mut self, target: &ObjectUrl) -> UploadWriter {
+        let (upload, writer) = StagedUpload::start(target);
+        self.staged.push(Staged::Upload(upload));
+        writer
+    }
+
     /// Stages `bytes` as the new version of `target`.
-    pub fn put(&mut self, target: &Path, bytes: &[u8]) -> Result<(), SinkError> {
-        let file = self.stage_file(target)?;
-        file.temporary.as_file().write_all(bytes).map_err(|e| write_error(target, e))
+    pub fn put(&mut self, target: &Location, bytes: &[u8]) -> Result<(), SinkError> {
+        match target {
+            Location::Local(path) => {
+                let file = self.stage_file(path)?;
+                file.temporary.as_file().write_all(bytes).map_err(|e| write_error(path, e))
+            }
+            Location::Object(url) => {
+                self.staged.push(Staged::Put(url.clone(), bytes.to_vec()));
+                Ok(())
+            }
+        }
     }
 
     fn stage_file(&mut self, target: &Path) -> Result<&mut StagedFile, SinkError> {
@@ -112,41 +144,61 @@ impl Commit {
         if let Some(permissions) = existing {
             temporary.as_file().set_permissions(permissions).map_err(error)?;
         }
-        self.files.push(StagedFile { temporary, target: resolved, display: target.to_path_buf() });
-        Ok(self.files.last_mut().expect("just pushed"))
+        self.staged.push(Staged::File(StagedFile { temporary, target: resolved, display: target.to_path_buf() }));
+        match self.staged.last_mut() {
+            Some(Staged::File(file)) => Ok(file),
+            _ => unreachable!("a file was just staged"),
+        }
     }
 
     /// Commits the PostgreSQL tables, if any, then puts every staged file
-    /// in place, in the order they were staged.
+    /// and object in place, in the order they were staged.
     pub async fn commit(mut self) -> Result<(), SinkError> {
         if let Some(load) = self.postgres.take() {
             load.commit().await?;
         }
-        tokio::task::spawn_blocking(move || self.commit_blocking()).await.expect("the commit task panicked")
-    }
-
-    fn commit_blocking(self) -> Result<(), SinkError> {
-        if self.durable {
-            for file in &self.files {
-                file.temporary.as_file().sync_all().map_err(|e| write_error(&file.display, e))?;
-            }
-        }
+        let (staged, durable) = (std::mem::take(&mut self.staged), self.durable);
+        let staged = if durable {
+            tokio::task::spawn_blocking(move || sync_files(staged)).await.expect("the sync task panicked")?
+        } else {
+            staged
+        };
         let mut dirs: Vec<PathBuf> = Vec::new();
-        for file in self.files {
-            let dir = parent_dir(&file.target).to_path_buf();
-            file.temporary.persist(&file.target).map_err(|e| write_error(&file.display, e.error))?;
-            if !dirs.contains(&dir) {
-                dirs.push(dir);
+        for item in staged {
+            match item {
+                Staged::File(file) => {
+                    let dir = parent_dir(&file.target).to_path_buf();
+                    file.temporary.persist(&file.target).map_err(|e| write_error(&file.display, e.error))?;
+                    if !dirs.contains(&dir) {
+                        dirs.push(dir);
+                    }
+                }
+                Staged::Upload(upload) => upload.complete().await?,
+                Staged::Put(url, bytes) => {
+                    url.store.put(&url.path, bytes.into()).await.map_err(|e| url.error("cannot write", e))?;
+                }
             }
         }
-        if self.durable {
+        if durable {
             // The renames are entries of the directories: durable once they are synced.
-            for dir in dirs {
-                File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| write_error(&dir, e))?;
-            }
+            tokio::task::spawn_blocking(move || {
+                dirs.iter().try_for_each(|dir| File::open(dir).and_then(|d| d.sync_all()).map_err(|e| write_error(dir, e)))
+            })
+            .await
+            .expect("the sync task panicked")?;
         }
         Ok(())
     }
+}
+
+/// Syncs every staged file to disk, before any replaces its target.
+fn sync_files(staged: Vec<Staged>) -> Result<Vec<Staged>, SinkError> {
+    for item in &staged {
+        if let Staged::File(file) = item {
+            file.temporary.as_file().sync_all().map_err(|e| write_error(&file.display, e))?;
+        }
+    }
+    Ok(staged)
 }
 
 impl Default for Commit {
@@ -204,7 +256,7 @@ mod tests {
         let mut writer = commit.stage(&a).unwrap();
         writer.write_all(b"new a").await.unwrap();
         writer.shutdown().await.unwrap();
-        commit.put(&b, b"new b").unwrap();
+        commit.put(&Location::Local(b.clone()), b"new b").unwrap();
         assert_eq!(std::fs::read_to_string(&a).unwrap(), "old a");
         assert!(!b.exists());
         drop(commit);
@@ -212,8 +264,8 @@ mod tests {
         assert!(files_in(&dir.path().join("sub")).is_empty(), "staged files are removed");
 
         let mut commit = Commit::new();
-        commit.put(&a, b"new a").unwrap();
-        commit.put(&b, b"new b").unwrap();
+        commit.put(&Location::Local(a.clone()), b"new a").unwrap();
+        commit.put(&Location::Local(b.clone()), b"new b").unwrap();
         commit.commit().await.unwrap();
         assert_eq!(std::fs::read_to_string(&a).unwrap(), "new a");
         assert_eq!(std::fs::read_to_string(&b).unwrap(), "new b");
@@ -223,7 +275,7 @@ mod tests {
     #[test]
     fn a_directory_is_refused_before_anything_is_written() {
         let dir = tempfile::tempdir().unwrap();
-        let error = Commit::new().put(dir.path(), b"x").unwrap_err();
+        let error = Commit::new().put(&Location::Local(dir.path().to_path_buf()), b"x").unwrap_err();
         assert!(format!("{:#}", anyhow::Error::from(error)).ends_with("it is a directory"));
     }
 
@@ -237,7 +289,7 @@ mod tests {
         let link = dir.path().join("out.csv");
         std::os::unix::fs::symlink("real/out.csv", &link).unwrap();
         let mut commit = Commit::new();
-        commit.put(&link, b"new").unwrap();
+        commit.put(&Location::Local(link.clone()), b"new").unwrap();
         commit.commit().await.unwrap();
         assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link stays a link");
         assert_eq!(std::fs::read_to_string(&real).unwrap(), "new");

@@ -19,6 +19,8 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 
 use crate::cli::Format;
 use crate::error::SinkError;
+use crate::storage::write::UploadWriter;
+use crate::storage::{Location, ObjectUrl};
 pub use commit::Commit;
 
 /// Where an output goes.
@@ -28,6 +30,8 @@ pub enum Destination {
     Stdout,
     /// A file, replaced when the run commits.
     File(PathBuf),
+    /// An object in a store, replaced when the run commits.
+    Object(ObjectUrl),
     /// A PostgreSQL table, replaced when the run commits.
     Postgres {
         /// The table's name (in the run's schema).
@@ -42,6 +46,23 @@ pub enum Destination {
 }
 
 impl Destination {
+    /// A file or an object at `location`.
+    pub fn at(location: Location) -> Destination {
+        match location {
+            Location::Local(path) => Destination::File(path),
+            Location::Object(url) => Destination::Object(url),
+        }
+    }
+
+    /// Where the file or object is, if this is one.
+    pub fn location(&self) -> Option<Location> {
+        match self {
+            Destination::File(path) => Some(Location::Local(path.clone())),
+            Destination::Object(url) => Some(Location::Object(url.clone())),
+            _ => None,
+        }
+    }
+
     /// The table `name` in the database and schema of `target`.
     pub fn table(target: &postgres::PgTarget, name: &str) -> Destination {
         Destination::Postgres { table: name.to_string(), shown: target.place() }
@@ -53,6 +74,7 @@ impl std::fmt::Display for Destination {
         match self {
             Destination::Stdout => f.write_str("<stdout>"),
             Destination::File(path) => write!(f, "{}", path.display()),
+            Destination::Object(url) => write!(f, "{url}"),
             Destination::Postgres { table, shown } => write!(f, "{shown} table {table}"),
             Destination::Discard => f.write_str("<not kept>"),
         }
@@ -85,6 +107,8 @@ pub enum OutputWriter {
     Stdout(tokio::io::Stdout),
     /// A file staged in the run's [`Commit`].
     Staged(commit::StagedWriter),
+    /// An object uploading, completed by the run's [`Commit`].
+    Upload(UploadWriter),
     /// A table loading in the run's PostgreSQL transaction.
     Postgres(postgres::PgTableWriter),
     /// Nowhere.
@@ -97,6 +121,7 @@ impl Output {
         Ok(match &self.destination {
             Destination::Stdout => OutputWriter::Stdout(tokio::io::stdout()),
             Destination::File(path) => OutputWriter::Staged(commit.stage(path)?),
+            Destination::Object(url) => OutputWriter::Upload(commit.stage_object(url)),
             Destination::Postgres { table, .. } => {
                 let load = commit.postgres().expect("a run with PostgreSQL outputs attaches its transaction first");
                 OutputWriter::Postgres(load.stage(table))
@@ -119,13 +144,26 @@ impl Output {
         let name = self.destination.to_string();
         match (writer, self.format) {
             (OutputWriter::Stdout(out), _) => csv::write(stream, out, &name, threads, on_batch).await,
-            (OutputWriter::Staged(out), Format::Csv) => csv::write(stream, out, &name, threads, on_batch).await,
+            (OutputWriter::Staged(out), format) => write_file(format, stream, out, &name, threads, on_batch).await,
+            (OutputWriter::Upload(out), format) => write_file(format, stream, out, &name, threads, on_batch).await,
             (OutputWriter::Postgres(table), _) => table.write(stream, on_batch).await.map(|rows| Written { rows, unread: 0 }),
             (OutputWriter::Discard, _) => discard(stream, &name, on_batch).await,
-            (OutputWriter::Staged(out), Format::Parquet) => {
-                parquet::write(stream, out, &name, on_batch).await.map(|rows| Written { rows, unread: 0 })
-            }
         }
+    }
+}
+
+/// Writes `stream` to a file or object in `format`.
+async fn write_file<W: tokio::io::AsyncWrite + Unpin + Send>(
+    format: Format,
+    stream: SendableRecordBatchStream,
+    out: W,
+    name: &str,
+    threads: usize,
+    on_batch: impl FnMut(&RecordBatch),
+) -> Result<Written, SinkError> {
+    match format {
+        Format::Csv => csv::write(stream, out, name, threads, on_batch).await,
+        Format::Parquet => parquet::write(stream, out, name, on_batch).await.map(|rows| Written { rows, unread: 0 }),
     }
 }
 

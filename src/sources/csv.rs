@@ -1,21 +1,129 @@
-//! CSV exports: the formats crate's reader, and every file of a set of
+//! CSV exports: the formats crate's reader, the files of each table found in
+//! a directory or under an object-store prefix, and every file of a set of
 //! tables read in parallel on blocking threads.
 
 pub use pos_etl_formats::csv::*;
 
-use super::TableRead;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
 use super::records::Position;
+use super::{Table, TableRead};
+use crate::error::SourceError;
+use crate::storage::Location;
+use crate::storage::read::ObjectFile;
+
+/// One CSV export: a local file or an object.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A local file.
+    File(PathBuf),
+    /// An object in a store.
+    Object(ObjectFile),
+}
+
+impl Input {
+    /// Its size in bytes (0 if it cannot be read: the read says why).
+    pub fn size(&self) -> u64 {
+        match self {
+            Input::File(path) => std::fs::metadata(path).map_or(0, |meta| meta.len()),
+            Input::Object(object) => object.size,
+        }
+    }
+
+    /// Its file name, without the directory or prefix.
+    pub fn file_name(&self) -> String {
+        match self {
+            Input::File(path) => path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            Input::Object(object) => object.url.path.filename().unwrap_or_default().to_string(),
+        }
+    }
+}
+
+impl Source for Input {
+    fn name(&self) -> String {
+        match self {
+            Input::File(path) => path.name(),
+            Input::Object(object) => object.name(),
+        }
+    }
+
+    fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn BufRead + Send + '_>> {
+        match self {
+            Input::File(path) => path.open_at(offset),
+            Input::Object(object) => object.open_at(offset),
+        }
+    }
+}
+
+/// The inputs of one table.
+#[derive(Debug, Clone)]
+pub struct TableInputs {
+    /// The table.
+    pub table: Table,
+    /// Its files or objects, sorted by name.
+    pub inputs: Vec<Input>,
+}
+
+/// Finds the files of each of `tables` in the local directory `dir` (SPEC 1).
+pub fn discover_files(dir: &Path, tables: &[Table]) -> Result<Vec<TableFiles>, FileError> {
+    pos_etl_formats::csv::discover(dir, tables)
+}
+
+/// Finds the files of each of `tables` in the directory or under the
+/// prefix `data` (SPEC 1); objects are listed with their sizes.
+pub async fn discover(data: &Location, tables: &[Table]) -> Result<Vec<TableInputs>, SourceError> {
+    match data {
+        Location::Local(dir) => Ok(discover_files(dir, tables)?
+            .into_iter()
+            .map(|files| TableInputs { table: files.table, inputs: files.paths.into_iter().map(Input::File).collect() })
+            .collect()),
+        Location::Object(prefix) => {
+            let listed = prefix.list().await?;
+            if listed.is_empty() {
+                return Err(FileError::MissingDir(PathBuf::from(prefix.to_string())).into());
+            }
+            let names: Vec<String> = listed.iter().map(|(name, _)| name.clone()).collect();
+            let selected = select(Path::new(&prefix.to_string()), &names, tables)?;
+            Ok(selected
+                .into_iter()
+                .map(|(table, names)| TableInputs {
+                    table,
+                    inputs: names
+                        .iter()
+                        .map(|name| {
+                            let size = listed.iter().find(|(listed, _)| listed == name).map_or(0, |(_, size)| *size);
+                            Input::Object(ObjectFile { url: prefix.join(name), size })
+                        })
+                        .collect(),
+                })
+                .collect())
+        }
+    }
+}
+
+/// Checks the header of every input (on blocking threads: an object is read
+/// with requests the runtime serves), so that a missing column fails a run
+/// before it starts.
+pub async fn check_headers(files: &[TableInputs]) -> Result<(), FileError> {
+    let files = files.to_vec();
+    tokio::task::spawn_blocking(move || {
+        files.iter().try_for_each(|files| files.inputs.iter().try_for_each(|input| check_header(files.table, input)))
+    })
+    .await
+    .expect("a CSV header check panicked")
+}
 
 /// Reads every file of every table, files in parallel; one read per file, in
 /// the order of `files`. `on_bytes` is called with each further number of bytes read.
 pub async fn read_all(
-    files: &[TableFiles],
+    files: &[TableInputs],
     on_bytes: impl Fn(u64) + Clone + Send + 'static,
 ) -> Result<Vec<TableRead>, FileError> {
     let tasks = files.iter().flat_map(|table_files| {
-        table_files.paths.iter().map(|path| {
-            let (table, path, on_bytes) = (table_files.table, path.clone(), on_bytes.clone());
-            tokio::task::spawn_blocking(move || read_file(table, &path, ReadPath::Fast, on_bytes))
+        table_files.inputs.iter().map(|input| {
+            let (table, input, on_bytes) = (table_files.table, input.clone(), on_bytes.clone());
+            tokio::task::spawn_blocking(move || read_file(table, &input, ReadPath::Fast, on_bytes))
         })
     });
     futures::future::join_all(tasks)

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
@@ -20,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Table, TableRead};
-use crate::sources::csv::{ReadPath, stream_file};
+use crate::sources::csv::{Input, ReadPath, Source, stream_file};
 
 /// Batches a partition reads ahead of the plan consuming them.
 const READ_AHEAD_BATCHES: usize = 4;
@@ -29,7 +28,7 @@ const READ_AHEAD_BATCHES: usize = 4;
 /// that scans a table twice reads its files twice).
 #[derive(Debug, Clone, Default)]
 pub struct ReadLog {
-    files: Arc<Mutex<BTreeMap<(Table, PathBuf), TableRead>>>,
+    files: Arc<Mutex<BTreeMap<(Table, String), TableRead>>>,
 }
 
 impl ReadLog {
@@ -39,9 +38,9 @@ impl ReadLog {
         files.into_values().collect()
     }
 
-    fn record(&self, path: PathBuf, read: TableRead) {
+    fn record(&self, name: String, read: TableRead) {
         let mut files = self.files.lock().expect("no panic while holding the lock");
-        files.entry((read.table, path)).or_insert(read);
+        files.entry((read.table, name)).or_insert(read);
     }
 }
 
@@ -50,29 +49,26 @@ impl ReadLog {
 /// `on_bytes` is called with each further number of bytes read.
 pub fn csv_table(
     table: Table,
-    paths: &[PathBuf],
+    inputs: &[Input],
     partitions: usize,
     log: &ReadLog,
     on_bytes: impl Fn(u64) + Clone + Send + Sync + 'static,
 ) -> Result<Arc<StreamingTable>, DataFusionError> {
-    let mut by_size: Vec<(u64, PathBuf)> = paths
-        .iter()
-        .map(|path| (std::fs::metadata(path).map_or(0, |m| m.len()), path.clone()))
-        .collect();
-    by_size.sort_by(|a, b| b.cmp(a));
-    let mut shares: Vec<(u64, Vec<PathBuf>)> = vec![(0, Vec::new()); partitions.clamp(1, paths.len().max(1))];
-    for (size, path) in by_size {
+    let mut by_size: Vec<(u64, String, &Input)> = inputs.iter().map(|input| (input.size(), input.name(), input)).collect();
+    by_size.sort_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
+    let mut shares: Vec<(u64, Vec<Input>)> = vec![(0, Vec::new()); partitions.clamp(1, inputs.len().max(1))];
+    for (size, _, input) in by_size {
         let lightest = shares.iter_mut().min_by_key(|(load, _)| *load).expect("at least one share");
         lightest.0 += size;
-        lightest.1.push(path);
+        lightest.1.push(input.clone());
     }
     let streams = shares
         .into_iter()
-        .map(|(_, paths)| {
+        .map(|(_, inputs)| {
             Arc::new(FilesPartition {
                 table,
                 schema: table.schema(),
-                paths,
+                inputs,
                 log: log.clone(),
                 on_bytes: Arc::new(on_bytes.clone()),
             }) as Arc<dyn PartitionStream>
@@ -85,14 +81,14 @@ pub fn csv_table(
 struct FilesPartition {
     table: Table,
     schema: SchemaRef,
-    paths: Vec<PathBuf>,
+    inputs: Vec<Input>,
     log: ReadLog,
     on_bytes: Arc<dyn Fn(u64) + Send + Sync>,
 }
 
 impl std::fmt::Debug for FilesPartition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FilesPartition").field("table", &self.table).field("paths", &self.paths).finish()
+        f.debug_struct("FilesPartition").field("table", &self.table).field("inputs", &self.inputs).finish()
     }
 }
 
@@ -103,17 +99,17 @@ impl PartitionStream for FilesPartition {
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let (sender, receiver) = mpsc::channel(READ_AHEAD_BATCHES);
-        let (table, paths, log, on_bytes) =
-            (self.table, self.paths.clone(), self.log.clone(), self.on_bytes.clone());
+        let (table, inputs, log, on_bytes) =
+            (self.table, self.inputs.clone(), self.log.clone(), self.on_bytes.clone());
         tokio::task::spawn_blocking(move || {
-            for path in paths {
+            for input in inputs {
                 let on_batch = |batch| match sender.blocking_send(Ok(batch)) {
                     Ok(()) => ControlFlow::Continue(()),
                     // The plan stopped reading: it failed or has what it needs.
                     Err(_) => ControlFlow::Break(()),
                 };
-                match stream_file(table, &path, ReadPath::Fast, |bytes| on_bytes(bytes), on_batch) {
-                    Ok(read) => log.record(path, read),
+                match stream_file(table, &input, ReadPath::Fast, |bytes| on_bytes(bytes), on_batch) {
+                    Ok(read) => log.record(input.name(), read),
                     Err(error) => {
                         let _ = sender.blocking_send(Err(DataFusionError::External(Box::new(error))));
                         return;

@@ -102,14 +102,22 @@ impl Workdir {
 
     /// Runs `pos-etl ARGS` in the workdir.
     pub fn run(&self, args: &[&str]) -> Run {
-        let binary = env!("CARGO_BIN_EXE_pos-etl");
-        let output = Command::new(binary)
-            .args(args)
-            .current_dir(self.path())
-            .env_remove("POS_ETL_DATA")
-            .env_remove("POS_ETL_SQL_DIR")
-            .output()
-            .expect("run pos-etl");
+        self.run_with_env::<&str, &str>(args, &[])
+    }
+
+    /// `pos-etl ARGS` to be started in the workdir, with variables `env` set.
+    pub fn command<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(&self, args: &[&str], env: &[(K, V)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pos-etl"));
+        command.args(args).current_dir(self.path()).env_remove("POS_ETL_DATA").env_remove("POS_ETL_SQL_DIR");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command
+    }
+
+    /// Runs `pos-etl ARGS` in the workdir with variables `env` set.
+    pub fn run_with_env<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(&self, args: &[&str], env: &[(K, V)]) -> Run {
+        let output = self.command(args, env).output().expect("run pos-etl");
         Run { command: format!("pos-etl {}", args.join(" ")), cwd: self.path().to_path_buf(), output }
     }
 

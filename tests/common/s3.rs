@@ -50,6 +50,53 @@ impl S3Server {
         name.to_string()
     }
 
+    /// The file that holds the object `key` of `bucket` (s3s-fs keeps each
+    /// object as a file): for fixtures written straight in, and for
+    /// checks of what is stored.
+    pub fn object(&self, bucket: &str, key: &str) -> std::path::PathBuf {
+        self.root.path().join("buckets").join(bucket).join(key)
+    }
+
+    /// Every key stored in `bucket`, sorted.
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        fn walk(dir: &std::path::Path, prefix: &str, keys: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let entry = entry.unwrap();
+                let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+                if entry.file_type().unwrap().is_dir() {
+                    walk(&entry.path(), &format!("{name}/"), keys);
+                } else {
+                    keys.push(name);
+                }
+            }
+        }
+        let mut keys = Vec::new();
+        walk(&self.root.path().join("buckets").join(bucket), "", &mut keys);
+        keys.sort();
+        keys
+    }
+
+    /// Whether a multipart upload has a part stored and is not completed.
+    pub fn has_uploaded_part(&self) -> bool {
+        std::fs::read_dir(self.root.path().join("buckets"))
+            .unwrap()
+            .any(|entry| entry.unwrap().file_name().to_string_lossy().starts_with(".upload_id-"))
+    }
+
+    /// `--storage-option`s that reach this server, for a run given no environment.
+    pub fn options(&self) -> Vec<String> {
+        [
+            format!("aws_endpoint={}", self.endpoint),
+            format!("aws_access_key_id={}", self.access_key),
+            format!("aws_secret_access_key={}", self.secret_key),
+            "aws_region=us-east-1".to_string(),
+            "aws_allow_http=true".to_string(),
+        ]
+        .into_iter()
+        .flat_map(|option| ["--storage-option".to_string(), option])
+        .collect()
+    }
+
     /// The variables an S3 client (object_store, Tansu) reads to reach this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
