@@ -22,7 +22,7 @@ s3s_fs=${S3S_FS:-$tools/bin/s3s-fs}
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p "$work/s3/bench"
-"$s3s_fs" --host 127.0.0.1 --port "$port" --access-key bench --secret-key bench-secret-key "$work/s3" > "$work/s3s-fs.log" 2>&1 &
+RUST_LOG=info NO_COLOR=1 "$s3s_fs" --host 127.0.0.1 --port "$port" --access-key bench --secret-key bench-secret-key "$work/s3" > "$work/s3s-fs.log" 2>&1 &
 on_exit "kill $!"
 deadline=$((SECONDS + 30))
 until grep -q "server is running" "$work/s3s-fs.log"; do
@@ -33,8 +33,16 @@ export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret-key AWS_REGION
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ALLOW_HTTP=true
 
 "$pos_etl" generate --out-dir "$work/data" --items "$items" --days "$days" --seed 1
-# s3s-fs serves the files of a bucket's directory as its objects.
-cp -r "$work/data" "$work/s3/bench/data"
+# Uploaded through the S3 API, as a till's exporter would: s3s-fs then keeps
+# each object's ETag, where for a file merely copied into the bucket's
+# directory it hashes the whole file again on every ranged GET.
+python_env "${VENV:-/tmp/pos-etl-bench-s3-venv}" bench/requirements-s3.txt
+"$venv/bin/python" - "$work/data" <<'PY'
+import os, sys, boto3
+s3 = boto3.client("s3")
+for name in sorted(os.listdir(sys.argv[1])):
+    s3.upload_file(os.path.join(sys.argv[1], name), "bench", "data/" + name)
+PY
 
 local_s=(); local_rss=(); s3_s=(); s3_rss=()
 for run in $(seq "$runs"); do

@@ -10,8 +10,9 @@ pub mod read;
 pub mod write;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
+use object_store::client::SpawnedReqwestConnector;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreScheme};
 use url::Url;
@@ -99,15 +100,15 @@ impl Location {
                 return Ok(Location::Local(path));
             }
             ObjectStoreScheme::AmazonS3 => {
-                let builder = object_store::aws::AmazonS3Builder::from_env().with_url(url.as_str());
+                let builder = object_store::aws::AmazonS3Builder::from_env().with_url(url.as_str()).with_http_connector(io_connector());
                 Arc::new(configure(builder, options, |b, k, v| b.with_config(k, v)).build().map_err(|e| bad(e.to_string()))?)
             }
             ObjectStoreScheme::GoogleCloudStorage => {
-                let builder = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
+                let builder = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url.as_str()).with_http_connector(io_connector());
                 Arc::new(configure(builder, options, |b, k, v| b.with_config(k, v)).build().map_err(|e| bad(e.to_string()))?)
             }
             ObjectStoreScheme::MicrosoftAzure => {
-                let builder = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url.as_str());
+                let builder = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url.as_str()).with_http_connector(io_connector());
                 Arc::new(configure(builder, options, |b, k, v| b.with_config(k, v)).build().map_err(|e| bad(e.to_string()))?)
             }
             other => return Err(bad(format!("{other:?} URLs are not supported: use s3://, gs://, az:// or a local path"))),
@@ -162,6 +163,27 @@ fn configure<B, K: std::str::FromStr>(builder: B, options: &StorageOptions, set:
         Ok(key) => set(builder, key, value),
         Err(_) => builder,
     })
+}
+
+/// Requests to a store run on a runtime of their own. The run's runtime
+/// threads are kept busy by the rules, and a response that arrives while
+/// none of them polls the network waits for one: reading 10 million rows
+/// from a bucket took 3.5 times as long as from files.
+fn io_connector() -> SpawnedReqwestConnector {
+    SpawnedReqwestConnector::new(io_runtime())
+}
+
+/// The runtime object-store requests run on.
+pub fn io_runtime() -> tokio::runtime::Handle {
+    static IO: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("pos-etl-io")
+            .enable_all()
+            .build()
+            .expect("a runtime for object-store requests")
+    });
+    IO.handle().clone()
 }
 
 /// `url` as messages show it: without its password and query (a SAS token).

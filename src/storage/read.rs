@@ -1,21 +1,22 @@
 //! Reading an object as the CSV reader reads a file: from any offset, on a
 //! blocking thread, a range at a time (a large object is never held whole,
-//! and no one request has to stay open for the whole read).
+//! and no one request has to stay open for the whole read), the next range
+//! requested while the current one is parsed.
 
 use std::io::BufRead;
-use std::ops::Range;
 
 use bytes::Bytes;
-use futures::StreamExt;
-use futures::stream::BoxStream;
-use object_store::{GetOptions, GetRange};
-use tokio::runtime::Handle;
+use object_store::ObjectStoreExt;
+use tokio::task::JoinHandle;
 
 use super::ObjectUrl;
 use pos_etl_formats::csv::Source;
 
 /// Bytes asked for by one request.
 const RANGE: u64 = 16 << 20;
+/// Bytes asked for by the first request: enough for a header, which is
+/// often all a reader wants.
+const FIRST_RANGE: u64 = 256 << 10;
 
 /// An object of a known size, read as a CSV [`Source`].
 #[derive(Debug, Clone)]
@@ -32,31 +33,36 @@ impl Source for ObjectFile {
     }
 
     fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn BufRead + Send + '_>> {
-        // The reader runs on a blocking thread of the runtime, where it may
-        // wait for the runtime's requests.
-        let handle = Handle::try_current().map_err(std::io::Error::other)?;
-        Ok(Box::new(RangeReader { file: self, handle, next: offset, body: None, chunk: Bytes::new() }))
+        Ok(Box::new(RangeReader { file: self, next: offset, current: Bytes::new(), pending: None, requested: 0 }))
     }
 }
 
 /// Reads an object from an offset to its end, one ranged GET after another.
 struct RangeReader<'a> {
     file: &'a ObjectFile,
-    handle: Handle,
     /// Where the next range starts.
     next: u64,
-    /// The body of the range being read.
-    body: Option<BoxStream<'static, object_store::Result<Bytes>>>,
-    /// What is left of the body's last chunk.
-    chunk: Bytes,
+    /// What is left of the range being read.
+    current: Bytes,
+    /// The request of the next range, sent ahead.
+    pending: Option<JoinHandle<object_store::Result<Bytes>>>,
+    /// Ranges requested so far.
+    requested: u32,
 }
 
 impl RangeReader<'_> {
-    fn request(&self, range: Range<u64>) -> std::io::Result<BoxStream<'static, object_store::Result<Bytes>>> {
-        let url = &self.file.url;
-        let options = GetOptions { range: Some(GetRange::Bounded(range)), ..Default::default() };
-        let got = self.handle.block_on(url.store.get_opts(&url.path, options));
-        got.map(|result| result.into_stream()).map_err(|e| std::io::Error::other(url.error("cannot read", e)))
+    /// Sends the request of the next range, if any is left.
+    fn request_next(&mut self) {
+        if self.next >= self.file.size {
+            return;
+        }
+        let length = if self.requested == 0 { FIRST_RANGE } else { RANGE };
+        self.requested += 1;
+        let end = (self.next + length).min(self.file.size);
+        let url = self.file.url.clone();
+        let range = self.next..end;
+        self.pending = Some(super::io_runtime().spawn(async move { url.store.get_range(&url.path, range).await }));
+        self.next = end;
     }
 }
 
@@ -72,27 +78,31 @@ impl std::io::Read for RangeReader<'_> {
 
 impl BufRead for RangeReader<'_> {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        while self.chunk.is_empty() {
-            let body = match &mut self.body {
-                Some(body) => body,
-                None if self.next >= self.file.size => return Ok(&[]),
-                None => {
-                    let end = (self.next + RANGE).min(self.file.size);
-                    let body = self.request(self.next..end)?;
-                    self.next = end;
-                    self.body.insert(body)
-                }
-            };
-            match self.handle.block_on(body.next()) {
-                Some(Ok(chunk)) => self.chunk = chunk,
-                Some(Err(e)) => return Err(std::io::Error::other(self.file.url.error("cannot read", e))),
-                None => self.body = None,
+        if self.current.is_empty() {
+            if self.pending.is_none() {
+                self.request_next();
             }
+            let Some(pending) = self.pending.take() else {
+                return Ok(&[]);
+            };
+            // The reader runs on a blocking thread, which may wait for the request.
+            let got = super::io_runtime().block_on(pending).map_err(std::io::Error::other)?;
+            self.current = got.map_err(|e| std::io::Error::other(self.file.url.error("cannot read", e)))?;
+            self.request_next();
         }
-        Ok(&self.chunk)
+        Ok(&self.current)
     }
 
     fn consume(&mut self, amount: usize) {
-        let _ = self.chunk.split_to(amount);
+        let _ = self.current.split_to(amount);
+    }
+}
+
+impl Drop for RangeReader<'_> {
+    fn drop(&mut self) {
+        // A reader that stops early (a header read) does not fetch the rest.
+        if let Some(pending) = self.pending.take() {
+            pending.abort();
+        }
     }
 }
