@@ -17,7 +17,7 @@ use crate::report::ReportSettings;
 use crate::sinks::postgres::PgTarget;
 use crate::sinks::{Destination, Output};
 use crate::sources::Table;
-use crate::storage::{BadUrl, Location, StorageOptions};
+use crate::storage::{BadUrl, Location, StorageOptions, UnknownSetting};
 
 /// A command line that parsed but makes no sense; exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -82,13 +82,16 @@ pub enum ConfigError {
     /// A URL names no object store pos-etl can use.
     #[error(transparent)]
     Url(#[from] BadUrl),
-    /// A command reads its CSV files from a local directory only.
-    #[error("{what} reads its CSV exports from a local directory, not {data}")]
-    LocalDataOnly {
-        /// The command or mode.
+    /// An object-store setting no store knows.
+    #[error(transparent)]
+    Setting(#[from] UnknownSetting),
+    /// An input or output that must be local was given as a URL.
+    #[error("{what}, not {url}")]
+    LocalOnly {
+        /// What must be local, and why.
         what: &'static str,
         /// The URL given.
-        data: String,
+        url: String,
     },
     /// A command that talks to Kafka was given no brokers.
     #[error("no Kafka brokers: give --brokers HOST:PORT (or bootstrap.servers in the [kafka] table of --config)")]
@@ -151,7 +154,7 @@ fn storage_options(config: Option<&Path>, options: Vec<(String, String)>) -> Res
         None => Vec::new(),
     };
     all.extend(options);
-    Ok(StorageOptions::new(all))
+    Ok(StorageOptions::new(all)?)
 }
 
 /// The table `name` (`[kafka]`, `[storage]`) of a TOML config file, as
@@ -368,7 +371,8 @@ impl EnrichConfig {
             && matches!(run.events, EventSource::Csv)
             && let Location::Object(url) = &run.data
         {
-            return Err(ConfigError::LocalDataOnly { what: "enrich --incremental", data: url.to_string() });
+            let what = "enrich --incremental reads its CSV exports from a local directory";
+            return Err(ConfigError::LocalOnly { what, url: url.to_string() });
         }
         let rejects = match args.rejects.as_deref() {
             Some(path) => location(path, &run.storage)?,
@@ -410,7 +414,7 @@ pub struct StreamConfig {
     /// The late window.
     pub late_window: Duration,
     /// Where to write the JSON summary.
-    pub summary_json: Option<PathBuf>,
+    pub summary_json: Option<Location>,
 }
 
 impl TryFrom<StreamArgs> for StreamConfig {
@@ -423,8 +427,12 @@ impl TryFrom<StreamArgs> for StreamConfig {
         if !matches!(run.events, EventSource::Kafka { .. }) {
             return Err(ConfigError::StreamNeeds { what: "--brokers HOST:PORT (or POS_ETL_BROKERS)" });
         }
-        let local = |path: &Option<PathBuf>| path.clone().map(Location::Local);
-        refuse_shared_files(&[("--metrics", local(&args.metrics)), ("--summary-json", local(&args.summary_json))])?;
+        let metrics = args.metrics.as_deref().map(|path| location(path, &run.storage)).transpose()?;
+        if let Some(Location::Object(url)) = &metrics {
+            return Err(ConfigError::LocalOnly { what: "--metrics appends to a local file", url: url.to_string() });
+        }
+        let summary_json = args.summary_json.as_deref().map(|path| location(path, &run.storage)).transpose()?;
+        refuse_shared_files(&[("--metrics", metrics), ("--summary-json", summary_json.clone())])?;
         Ok(StreamConfig {
             run,
             target,
@@ -435,7 +443,7 @@ impl TryFrom<StreamArgs> for StreamConfig {
             stop_when_idle: args.stop_when_idle,
             metrics: args.metrics,
             late_window: args.late_window,
-            summary_json: args.summary_json,
+            summary_json,
         })
     }
 }

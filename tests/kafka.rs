@@ -219,9 +219,9 @@ fn a_broker_restarted_mid_read_with_its_storage_is_read_to_the_end() {
     let work = big_dataset();
     let s3 = S3Server::start();
     s3.bucket("exports");
+    std::fs::create_dir_all(s3.object("exports", "data")).unwrap();
     for entry in std::fs::read_dir(work.path().join("data")).unwrap() {
         let entry = entry.unwrap();
-        std::fs::create_dir_all(s3.object("exports", "data")).unwrap();
         std::fs::copy(entry.path(), s3.object("exports", &format!("data/{}", entry.file_name().to_string_lossy()))).unwrap();
     }
     let mut broker = Broker::start_on(&s3);

@@ -24,7 +24,6 @@ use crate::pipeline;
 use crate::progress::Progress;
 use crate::sinks::postgres::PgSession;
 use crate::sinks::{Commit, Destination, Output, rejects};
-use crate::storage::Location;
 use crate::sources::TableRead;
 use crate::sources::kafka::TopicStream;
 use crate::summary::{StreamSummary, Summary};
@@ -155,7 +154,7 @@ pub async fn run(config: &StreamConfig) -> anyhow::Result<Summary> {
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
     let mut commit = Commit::new();
     if let Some(path) = &config.summary_json {
-        commit.put(&Location::Local(path.clone()), summary.to_json().as_bytes())?;
+        commit.put(path, summary.to_json().as_bytes())?;
     }
     commit.commit().await?;
     for line in summary.to_lines() {

@@ -3,13 +3,14 @@
 //! even by `kill -9`. For an object: `<out>.lock` created only if it does
 //! not exist (a conditional PUT, `If-None-Match: *`), renewed while the run
 //! goes on and deleted when it ends. A lock object whose holder stopped
-//! renewing it (killed) is taken over once it is [`STALE`].
+//! renewing it (killed) is taken over once it is stale: unchanged for
+//! [`STALE`] as a waiting run watches it, or last written twice that long ago.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use object_store::{ObjectStoreExt, PutMode, PutOptions, UpdateVersion};
@@ -17,12 +18,15 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, UpdateVersion};
 use crate::error::SinkError;
 use crate::storage::{Location, ObjectUrl};
 
-/// How often a waiting run retries the lock.
+/// How often a waiting run retries the lock of a file.
 const RETRY_EVERY: Duration = Duration::from_millis(50);
+/// How often a waiting run retries the lock of an object: each try is a
+/// request to the store.
+const OBJECT_RETRY_EVERY: Duration = Duration::from_millis(250);
 /// How often the holder of a lock object renews it.
 const RENEW_EVERY: Duration = Duration::from_secs(10);
 /// A lock object not renewed for this long is left by a run that died.
-pub const STALE: Duration = Duration::from_secs(60);
+const STALE: Duration = Duration::from_secs(60);
 
 /// A held lock on an output; released on drop.
 #[derive(Debug)]
@@ -54,13 +58,18 @@ impl OutputLock {
         }
     }
 
-    /// Fails if the lock was lost: a lock object taken over by another run
-    /// because this one could not renew it in time.
+    /// Fails if the lock may be lost: a lock object that another run took
+    /// over, or that this one has not renewed for half the time after which
+    /// another run may take it.
     pub fn check(&self) -> Result<(), SinkError> {
         match self {
-            OutputLock::Object(lease) if lease.lost.load(Ordering::Relaxed) => Err(SinkError::Write {
+            OutputLock::Object(lease) if !lease.held() => Err(SinkError::Write {
                 path: lease.url.to_string(),
-                source: format!("the lock was not renewed within {} s and another run took it", STALE.as_secs()).into(),
+                source: format!(
+                    "the lock could not be renewed, and another run may take it after {} s: not committing",
+                    STALE.as_secs()
+                )
+                .into(),
             }),
             _ => Ok(()),
         }
@@ -112,12 +121,14 @@ pub struct ObjectLease {
     url: ObjectUrl,
     /// Set when a renewal found the lock taken by another run.
     lost: Arc<AtomicBool>,
+    /// When the lock was last written by this run.
+    renewed: Arc<Mutex<Instant>>,
     renewal: tokio::task::JoinHandle<()>,
 }
 
 /// What a waiting run saw of a lock object, to tell when it stops changing.
 struct Seen {
-    version: UpdateVersion,
+    version: (UpdateVersion, chrono::DateTime<chrono::Utc>),
     since: Instant,
 }
 
@@ -148,49 +159,67 @@ impl ObjectLease {
                 Err(object_store::Error::NotFound { .. }) => continue,
                 Err(error) => return Err(url.error("cannot read the lock", error).into()),
             };
-            let (meta, version) = (found.meta.clone(), UpdateVersion { e_tag: found.meta.e_tag.clone(), version: found.meta.version.clone() });
+            let last_modified = found.meta.last_modified;
+            let version = UpdateVersion { e_tag: found.meta.e_tag.clone(), version: found.meta.version.clone() };
             let holder = found.bytes().await.map(|b| String::from_utf8_lossy(&b).trim().to_string()).unwrap_or_default();
+            // Every renewal writes new text, so a live lock's ETag and time change.
             let unchanged_since = match &seen {
-                Some(before) if before.version == version => before.since,
+                Some(before) if before.version == (version.clone(), last_modified) => before.since,
                 _ => Instant::now(),
             };
             let stale = unchanged_since.elapsed() >= STALE
-                || chrono::Utc::now().signed_duration_since(meta.last_modified).to_std().is_ok_and(|age| age >= 2 * STALE);
+                || chrono::Utc::now().signed_duration_since(last_modified).to_std().is_ok_and(|age| age >= 2 * STALE);
             if stale {
                 let take = PutOptions { mode: PutMode::Update(version.clone()), ..Default::default() };
-                if let Ok(put) = url.store.put_opts(&url.path, holder_text_after(&holder).into(), take).await {
-                    return Ok(ObjectLease::hold(url, UpdateVersion { e_tag: put.e_tag, version: put.version }));
+                match url.store.put_opts(&url.path, holder_text_after(&holder).into(), take).await {
+                    Ok(put) => return Ok(ObjectLease::hold(url, UpdateVersion { e_tag: put.e_tag, version: put.version })),
+                    // Renewed or taken meanwhile: wait on.
+                    Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => {}
+                    Err(error) => return Err(url.error("cannot take over the lock", error).into()),
                 }
             }
             if started.elapsed() >= timeout {
                 return Err(SinkError::Locked { path: url.to_string(), holder, waited_secs: started.elapsed().as_secs_f64() });
             }
-            seen = Some(Seen { version, since: unchanged_since });
-            tokio::time::sleep(RETRY_EVERY.max(Duration::from_millis(250))).await;
+            seen = Some(Seen { version: (version, last_modified), since: unchanged_since });
+            tokio::time::sleep(OBJECT_RETRY_EVERY).await;
         }
     }
 
     /// Keeps the lock renewed from `version` on.
     fn hold(url: &ObjectUrl, mut version: UpdateVersion) -> ObjectLease {
         let lost = Arc::new(AtomicBool::new(false));
-        let (renewed_url, renewed_lost) = (url.clone(), lost.clone());
+        let renewed = Arc::new(Mutex::new(Instant::now()));
+        let (renewed_url, renewed_lost, renewed_at) = (url.clone(), lost.clone(), renewed.clone());
         let renewal = tokio::spawn(async move {
             let holder = holder();
-            loop {
+            for renewal in 1.. {
                 tokio::time::sleep(RENEW_EVERY).await;
                 let renew = PutOptions { mode: PutMode::Update(version.clone()), ..Default::default() };
-                match renewed_url.store.put_opts(&renewed_url.path, holder.clone().into(), renew).await {
-                    Ok(put) => version = UpdateVersion { e_tag: put.e_tag, version: put.version },
+                // New text each time, so that the ETag of a live lock changes.
+                let text = format!("{holder}, renewed {renewal} times");
+                match renewed_url.store.put_opts(&renewed_url.path, text.into(), renew).await {
+                    Ok(put) => {
+                        version = UpdateVersion { e_tag: put.e_tag, version: put.version };
+                        *renewed_at.lock().expect("no panic while holding the lock") = Instant::now();
+                    }
                     Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => {
                         renewed_lost.store(true, Ordering::Relaxed);
                         return;
                     }
-                    // A store that does not answer now may later: the lock is stale only after STALE.
+                    // A store that does not answer now may later; `held` says how long it has not.
                     Err(_) => {}
                 }
             }
         });
-        ObjectLease { url: url.clone(), lost, renewal }
+        ObjectLease { url: url.clone(), lost, renewed, renewal }
+    }
+
+    /// Whether no other run can have taken the lock: not lost, and renewed
+    /// within half the time after which it may be taken over.
+    fn held(&self) -> bool {
+        !self.lost.load(Ordering::Relaxed)
+            && self.renewed.lock().expect("no panic while holding the lock").elapsed() < STALE / 2
     }
 }
 
@@ -202,7 +231,8 @@ fn holder_text_after(previous: &str) -> String {
 impl Drop for ObjectLease {
     fn drop(&mut self) {
         self.renewal.abort();
-        if self.lost.load(Ordering::Relaxed) {
+        // A lock that may have been taken over is another run's to delete.
+        if !self.held() {
             return;
         }
         // Deleted before the process goes on (and exits); a lock left by a

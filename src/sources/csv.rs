@@ -84,6 +84,7 @@ pub async fn discover(data: &Location, tables: &[Table]) -> Result<Vec<TableInpu
                 return Err(FileError::MissingDir(PathBuf::from(prefix.to_string())).into());
             }
             let names: Vec<String> = listed.iter().map(|(name, _)| name.clone()).collect();
+            let sizes: std::collections::HashMap<String, u64> = listed.into_iter().collect();
             let selected = select(Path::new(&prefix.to_string()), &names, tables)?;
             Ok(selected
                 .into_iter()
@@ -91,10 +92,7 @@ pub async fn discover(data: &Location, tables: &[Table]) -> Result<Vec<TableInpu
                     table,
                     inputs: names
                         .iter()
-                        .map(|name| {
-                            let size = listed.iter().find(|(listed, _)| listed == name).map_or(0, |(_, size)| *size);
-                            Input::Object(ObjectFile { url: prefix.join(name), size })
-                        })
+                        .map(|name| Input::Object(ObjectFile { url: prefix.join(name), size: sizes[name] }))
                         .collect(),
                 })
                 .collect())

@@ -35,18 +35,37 @@ pub struct StorageError {
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct StorageOptions(Vec<(String, String)>);
 
-impl StorageOptions {
-    /// The settings, in the order they apply.
-    pub fn new(options: Vec<(String, String)>) -> Self {
-        StorageOptions(options)
-    }
+/// A setting that no kind of store knows: most likely misspelt, and then the
+/// run would quietly use other credentials.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown object-store setting {key} (the keys are object_store's: aws_region, aws_secret_access_key, google_service_account, azure_storage_account_key…)")]
+pub struct UnknownSetting {
+    /// The key, as given.
+    pub key: String,
 }
 
 impl StorageOptions {
+    /// The settings, in the order they apply; each key must be one that
+    /// S3, GCS or Azure knows.
+    pub fn new(options: Vec<(String, String)>) -> Result<Self, UnknownSetting> {
+        use object_store::{aws::AmazonS3ConfigKey, azure::AzureConfigKey, gcp::GoogleConfigKey};
+        for (key, _) in &options {
+            let key_text = key.to_ascii_lowercase();
+            let known = key_text.parse::<AmazonS3ConfigKey>().is_ok()
+                || key_text.parse::<GoogleConfigKey>().is_ok()
+                || key_text.parse::<AzureConfigKey>().is_ok();
+            if !known {
+                return Err(UnknownSetting { key: key.clone() });
+            }
+        }
+        Ok(StorageOptions(options))
+    }
+
     /// `text` with the value of every setting that may be a secret (a
-    /// key, secret, token, password or signature) replaced by `***`.
+    /// key, secret, token, password or signature, a URL with a password)
+    /// replaced by `***`.
     pub fn scrub(&self, text: &str) -> String {
-        const SECRET: [&str; 5] = ["key", "secret", "token", "password", "sas"];
+        const SECRET: [&str; 6] = ["key", "secret", "token", "password", "sas", "proxy"];
         self.0
             .iter()
             .filter(|(key, value)| value.len() >= 4 && SECRET.iter().any(|word| key.to_ascii_lowercase().contains(word)))
@@ -80,12 +99,11 @@ pub enum Location {
 }
 
 impl Location {
-    /// `text` as a location: a URL with a scheme (`s3://`, `gs://`, `az://`,
-    /// `file://`…), or a local path.
+    /// `text` as a location: a URL (`s3://`, `gs://`, `az://`, `file://`…),
+    /// or a local path (which may hold a colon: `backup:1.csv`).
     pub fn parse(text: &str, options: &StorageOptions) -> Result<Location, BadUrl> {
         match Url::parse(text) {
-            // One letter before the colon is a Windows drive, not a scheme.
-            Ok(url) if url.scheme().len() > 1 => Location::from_url(url, options),
+            Ok(url) if text.contains("://") => Location::from_url(url, options),
             _ => Ok(Location::Local(PathBuf::from(text))),
         }
     }
@@ -280,10 +298,15 @@ mod tests {
     fn urls_name_stores_and_paths_stay_local() {
         let options = StorageOptions::new(vec![
             ("aws_access_key_id".into(), "AKIA-TEST".into()),
-            ("aws_secret_access_key".into(), "very-secret".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "very-secret".into()),
             ("aws_region".into(), "eu-west-1".into()),
-        ]);
+            ("google_service_account".into(), "/etc/gcs.json".into()),
+        ])
+        .unwrap();
+        let misspelt = StorageOptions::new(vec![("aws_secret_acess_key".into(), "x".into())]).unwrap_err();
+        assert_eq!(misspelt.key, "aws_secret_acess_key");
         assert_eq!(Location::parse("out/a.csv", &options).unwrap(), Location::Local(PathBuf::from("out/a.csv")));
+        assert_eq!(Location::parse("backup:1.csv", &options).unwrap(), Location::Local(PathBuf::from("backup:1.csv")));
         assert_eq!(Location::parse("file:///tmp/a.csv", &options).unwrap(), Location::Local(PathBuf::from("/tmp/a.csv")));
         let Location::Object(object) = Location::parse("s3://bucket/exports/day1/", &options).unwrap() else {
             panic!("an s3 URL is an object");

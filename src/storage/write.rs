@@ -2,11 +2,14 @@
 //! written go up as the parts of a multipart upload while the run goes on,
 //! and the upload is completed by [`StagedUpload::complete`] or aborted when
 //! the upload is dropped. An upload never completed (the run failed, or was
-//! killed) is not an object: readers keep seeing the previous one.
+//! killed) is not an object: readers keep seeing the previous one. Only an
+//! output written to its end (its writer shut down) is completed.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use object_store::{ObjectStoreExt, WriteMultipart};
 use tokio::io::{AsyncReadExt, AsyncWrite, DuplexStream};
@@ -21,6 +24,8 @@ const PART: usize = 16 << 20;
 const PARTS_IN_FLIGHT: usize = 4;
 /// Bytes the writer may be ahead of the upload.
 const PIPE: usize = 1 << 20;
+/// How long a failed run waits for its uploads to be aborted before it exits.
+const ABORT_WITHIN: Duration = Duration::from_secs(10);
 
 /// An upload in progress, completed or aborted by the run's commit.
 #[derive(Debug)]
@@ -36,6 +41,8 @@ pub struct UploadWriter {
     pipe: DuplexStream,
     /// Why the upload stopped, once it has.
     failed: Arc<OnceLock<String>>,
+    /// Set when the writer is shut down: everything was written.
+    finished: Arc<AtomicBool>,
 }
 
 impl StagedUpload {
@@ -43,9 +50,9 @@ impl StagedUpload {
     pub fn start(url: &ObjectUrl) -> (StagedUpload, UploadWriter) {
         let (pipe, reader) = tokio::io::duplex(PIPE);
         let (complete, completed) = oneshot::channel();
-        let failed = Arc::new(OnceLock::new());
-        let task = tokio::spawn(upload(url.clone(), reader, completed, failed.clone()));
-        (StagedUpload { url: url.clone(), complete: Some(complete), task }, UploadWriter { pipe, failed })
+        let (failed, finished) = (Arc::new(OnceLock::new()), Arc::new(AtomicBool::new(false)));
+        let task = tokio::spawn(upload(url.clone(), reader, completed, failed.clone(), finished.clone()));
+        (StagedUpload { url: url.clone(), complete: Some(complete), task }, UploadWriter { pipe, failed, finished })
     }
 
     /// Completes the upload: the object appears (or replaces the previous one).
@@ -60,11 +67,19 @@ impl StagedUpload {
 
 impl Drop for StagedUpload {
     fn drop(&mut self) {
-        // Without the signal to complete, the task aborts the upload. It
-        // gets to do so if the runtime runs on; otherwise the store keeps
-        // the parts of an upload never completed, invisible to readers,
-        // until its lifecycle rule deletes them.
-        self.complete.take();
+        // Without the signal to complete, the task aborts the upload. The
+        // run waits for that (a while at most), since it exits right after
+        // and would leave the parts in the store, invisible to readers but
+        // kept until a lifecycle rule deletes them.
+        if self.complete.take().is_none() {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current()
+            && handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            let task = &mut self.task;
+            let _ = tokio::task::block_in_place(|| handle.block_on(tokio::time::timeout(ABORT_WITHIN, task)));
+        }
     }
 }
 
@@ -75,6 +90,7 @@ async fn upload(
     mut reader: DuplexStream,
     completed: oneshot::Receiver<()>,
     failed: Arc<OnceLock<String>>,
+    finished: Arc<AtomicBool>,
 ) -> Result<(), StorageError> {
     let result = async {
         let parts = url.store.put_multipart(&url.path).await.map_err(|e| url.error("cannot write", e))?;
@@ -91,7 +107,12 @@ async fn upload(
             parts.write(&buffer[..read]);
         }
         match completed.await {
-            Ok(()) => parts.finish().await.map(drop).map_err(|e| url.error("cannot write", e)),
+            Ok(()) if finished.load(Ordering::Acquire) => parts.finish().await.map(drop).map_err(|e| url.error("cannot write", e)),
+            Ok(()) => {
+                let _ = parts.abort().await;
+                let stopped = std::io::Error::other("the output was not written to its end");
+                Err(url.error("cannot write", object_store::Error::Generic { store: "pos-etl", source: Box::new(stopped) }))
+            }
             Err(_) => {
                 let _ = parts.abort().await;
                 Ok(())
@@ -128,6 +149,9 @@ impl AsyncWrite for UploadWriter {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let polled = Pin::new(&mut self.pipe).poll_shutdown(cx);
+        if let Poll::Ready(Ok(())) = polled {
+            self.finished.store(true, Ordering::Release);
+        }
         polled.map_err(|e| self.explain(e))
     }
 }
