@@ -19,20 +19,7 @@ source bench/setup.sh
 source bench/pg_server.sh
 
 "$pos_etl" generate --out-dir "$work/data" --items "$items" --days "$days" --seed 1
-# The last hour of events, by date_time (column 4 of both kinds of export).
-last=$(awk -F, 'FNR > 1 && $4 > max { max = $4 } END { print max }' "$work"/data/inventory_*_[0-9a-z]*.csv)
-cut=$(date -u -d "$last UTC - 1 hour" '+%F %T')
-mkdir "$work/base" "$work/hour"
-for file in "$work"/data/*.csv; do
-    name=$(basename "$file")
-    case $name in
-        inventory_snapshot_*|inventory_change_*) [ "$name" != inventory_change_type.csv ] || { cp "$file" "$work/base/"; continue; } ;;
-        *) cp "$file" "$work/base/"; continue ;;
-    esac
-    awk -F, -v cut="$cut" 'FNR == 1 || $4 < cut' "$file" > "$work/base/$name"
-    awk -F, -v cut="$cut" 'FNR > 1 && $4 >= cut' "$file" > "$work/hour/$name"
-done
-hour_rows=$(cat "$work"/hour/*.csv | wc -l)
+split_last_hour "$work/data" "$work/base" "$work/hour"
 "$pos_etl" enrich --data "$work/base" --out "$work/combined.csv" --progress never
 
 batch=(); batch_rss=(); copy=(); first=(); first_rss=(); hour=(); hour_rss=()

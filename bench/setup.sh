@@ -20,3 +20,24 @@ trap 'for command in "${exit_commands[@]}"; do eval "$command"; done' EXIT
 # seconds and peak RSS in KiB; `median N…` prints the median.
 timed() { /usr/bin/time -f '%e %M' -o "$work/time" "$@" > /dev/null 2>"$work/stderr" || { cat "$work/stderr"; exit 1; }; cat "$work/time"; }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# `split_last_hour DATA BASE HOUR` copies the exports of DATA to BASE less
+# their last hour of events (by date_time, column 4 of both kinds), which
+# goes to HOUR (without headers, to be appended); sets `cut` to the hour's
+# first second and `hour_rows` to its records.
+split_last_hour() {
+    local data=$1 base=$2 hour=$3 last name file
+    last=$(awk -F, 'FNR > 1 && $4 > max { max = $4 } END { print max }' "$data"/inventory_*_[0-9a-z]*.csv)
+    cut=$(date -u -d "$last UTC - 1 hour" '+%F %T')
+    mkdir -p "$base" "$hour"
+    for file in "$data"/*.csv; do
+        name=$(basename "$file")
+        case $name in
+            inventory_snapshot_*|inventory_change_*) [ "$name" != inventory_change_type.csv ] || { cp "$file" "$base/"; continue; } ;;
+            *) cp "$file" "$base/"; continue ;;
+        esac
+        awk -F, -v cut="$cut" 'FNR == 1 || $4 < cut' "$file" > "$base/$name"
+        awk -F, -v cut="$cut" 'FNR > 1 && $4 >= cut' "$file" > "$hour/$name"
+    done
+    hour_rows=$(cat "$hour"/*.csv | wc -l)
+}

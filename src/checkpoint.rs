@@ -44,6 +44,42 @@ impl Checkpoint {
         let files = self.files.iter().map(|(name, mark)| (name.clone(), mark.end.byte));
         offsets.chain(files).collect()
     }
+
+    /// The checkpoint as JSON, for a destination that keeps it in a file
+    /// (a Delta table, `sinks::delta::state`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let offsets = self.offsets.iter().map(|((topic, partition), next)| {
+            serde_json::json!({"topic": topic, "partition": partition, "next": next})
+        });
+        let files = self.files.iter().map(|(name, mark)| {
+            serde_json::json!({"name": name, "byte": mark.end.byte, "line": mark.end.line, "fingerprint": mark.fingerprint})
+        });
+        serde_json::json!({
+            "kafka": offsets.collect::<Vec<_>>(),
+            "files": files.collect::<Vec<_>>(),
+            "tables": self.tables,
+        })
+    }
+
+    /// The checkpoint that [`Checkpoint::to_json`] wrote as `json`.
+    pub fn from_json(json: &serde_json::Value) -> Result<Checkpoint, String> {
+        let list = |key: &str| json[key].as_array().cloned().ok_or_else(|| format!("the checkpoint has no list {key}"));
+        let text = |value: &serde_json::Value, key: &str| value[key].as_str().map(str::to_string).ok_or_else(|| format!("{key} is not text"));
+        let number = |value: &serde_json::Value, key: &str| value[key].as_i64().ok_or_else(|| format!("{key} is not a number"));
+        let mut checkpoint = Checkpoint::default();
+        for offset in list("kafka")? {
+            let partition = i32::try_from(number(&offset, "partition")?).map_err(|e| e.to_string())?;
+            checkpoint.offsets.insert((text(&offset, "topic")?, partition), number(&offset, "next")?);
+        }
+        for file in list("files")? {
+            let end = Position { byte: number(&file, "byte")? as u64, line: number(&file, "line")? as u64 };
+            checkpoint.files.insert(text(&file, "name")?, FileMark { end, fingerprint: text(&file, "fingerprint")? });
+        }
+        for table in list("tables")? {
+            checkpoint.tables.push(table.as_str().ok_or("a table name is not text")?.to_string());
+        }
+        Ok(checkpoint)
+    }
 }
 
 /// Whether a run that keeps `now` may go on from a checkpoint whose runs
@@ -107,6 +143,35 @@ pub fn stock_batch<'a>(states: impl IntoIterator<Item = (&'a Pair, &'a PairState
         std::sync::Arc::new(Int64Array::from_iter(rows.iter().map(|(_, state)| state.snapshot_quantity))),
     ];
     RecordBatch::try_new(crate::pipeline::stock_state_schema(), columns).expect("columns of the schema")
+}
+
+/// The stock per store and item in `batch` (of [`stock_batch`]'s columns).
+pub fn stock_from_batch(batch: &RecordBatch) -> Result<HashMap<Pair, PairState>, String> {
+    let column = |index: usize| batch.columns().get(index).ok_or_else(|| "the stock has too few columns".to_string());
+    let int = |index: usize| -> Result<&arrow::array::Int64Array, String> {
+        column(index)?.as_primitive_opt::<Int64Type>().ok_or_else(|| format!("stock column {index} is not a 64-bit integer"))
+    };
+    let times = column(2)?.as_primitive_opt::<TimestampSecondType>().ok_or("the stock's date_time is not in seconds")?;
+    let (stores, items, finals, snapshots) = (int(0)?, int(1)?, int(3)?, int(4)?);
+    let value = |array: &arrow::array::Int64Array, row| array.is_valid(row).then(|| array.value(row));
+    Ok((0..batch.num_rows())
+        .map(|row| {
+            let state = PairState { date_time: times.value(row), final_quantity: value(finals, row), snapshot_quantity: value(snapshots, row) };
+            ((stores.value(row), items.value(row)), state)
+        })
+        .collect())
+}
+
+/// The store_id, item_id and date_time columns of an event batch.
+pub fn pair_columns(
+    batch: &RecordBatch,
+) -> (&arrow::array::Int64Array, &arrow::array::Int64Array, &arrow::array::TimestampSecondArray) {
+    let column = |name| batch.column_by_name(name).expect("event tables have store_id, item_id and date_time");
+    (
+        column("store_id").as_primitive::<Int64Type>(),
+        column("item_id").as_primitive::<Int64Type>(),
+        column("date_time").as_primitive::<TimestampSecondType>(),
+    )
 }
 
 /// How far an event at `time` is before the last event applied to its store
@@ -255,6 +320,24 @@ mod tests {
         assert_eq!(file_start(Some(&mark), 150, Some("abc")), Ok(Some(mark.end)), "the grown tail");
         assert!(file_start(Some(&mark), 90, None).unwrap_err().contains("shorter (90 bytes) than the 100 bytes"));
         assert!(file_start(Some(&mark), 150, Some("abd")).unwrap_err().contains("first 100 bytes"));
+    }
+
+    #[test]
+    fn the_checkpoint_and_the_stock_survive_a_file() {
+        let mut checkpoint = Checkpoint::default();
+        checkpoint.offsets.insert(("InventoryChangeStore001".into(), 3), 1_234);
+        let end = Position { byte: 100, line: 5 };
+        checkpoint.files.insert("inventory_change_001.csv".into(), FileMark { end, fingerprint: "abc".into() });
+        checkpoint.tables = vec!["enriched".into(), "current_inventory".into()];
+        assert_eq!(Checkpoint::from_json(&checkpoint.to_json()), Ok(checkpoint));
+        assert!(Checkpoint::from_json(&serde_json::json!({"kafka": 1})).is_err());
+
+        let states: HashMap<Pair, PairState> = [
+            ((1, 2), PairState { date_time: DAY, final_quantity: Some(7), snapshot_quantity: None }),
+            ((1, 3), PairState { date_time: 2 * DAY, final_quantity: None, snapshot_quantity: Some(4) }),
+        ]
+        .into();
+        assert_eq!(stock_from_batch(&stock_batch(&states)), Ok(states));
     }
 
     #[test]

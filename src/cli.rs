@@ -58,6 +58,11 @@ const ENRICH_EXAMPLES: &str = "Examples:
   # CSV on stdout
   pos-etl enrich --out - | head
 
+  # Delta Lake tables in a bucket; then, hourly, only what is new, appended
+  pos-etl enrich --format delta --out s3://lake/pos/enriched --current-out s3://lake/pos/current_inventory
+  pos-etl enrich --format delta --incremental --brokers kafka-1:9092 \
+      --out s3://lake/pos/enriched --current-out s3://lake/pos/current_inventory
+
   # events from Kafka (lookups still from --data), TLS and SASL from a config file
   pos-etl enrich --brokers kafka-1:9093 --config pos-etl.toml --out combined.csv
   pos-etl enrich --brokers kafka-1:9093 -X security.protocol=SASL_SSL \\
@@ -119,7 +124,8 @@ pub struct EnrichArgs {
     #[arg(long, value_name = "PATH|URL")]
     pub current_out: Option<PathBuf>,
 
-    /// Output format; by default it follows each output's extension (.csv, .parquet).
+    /// Output format; by default it follows each output's extension (.csv,
+    /// .parquet). With delta, --out and --current-out name Delta tables.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
 
@@ -137,8 +143,8 @@ pub struct EnrichArgs {
     pub postgres: PostgresArgs,
 
     /// Read only what is new since the last incremental run and append it
-    /// (with --postgres): the checkpoint is kept in the database, committed
-    /// with the rows. The first run loads everything.
+    /// (with --postgres, or --format delta): the checkpoint is kept with the
+    /// tables, committed with the rows. The first run loads everything.
     #[arg(long)]
     pub incremental: bool,
 
@@ -451,6 +457,8 @@ pub enum Format {
     Csv,
     /// Apache Parquet.
     Parquet,
+    /// A Delta Lake table (a directory or prefix of Parquet files and their log).
+    Delta,
 }
 
 /// When to draw progress bars.

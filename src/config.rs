@@ -14,6 +14,7 @@ use crate::cli::{
 use crate::error::PipelineError;
 use crate::pipeline::{MIN_MEMORY_PER_THREAD, Resources, Rules};
 use crate::report::ReportSettings;
+use crate::sinks::delta::DeltaTarget;
 use crate::sinks::postgres::PgTarget;
 use crate::sinks::{Destination, Output};
 use crate::sources::Table;
@@ -23,11 +24,11 @@ use crate::storage::{BadUrl, Location, StorageOptions, UnknownSetting};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The format of an output cannot be told from its name.
-    #[error("cannot tell the format of {0} from its extension: use --format csv or --format parquet")]
+    #[error("cannot tell the format of {0} from its extension: use --format csv, parquet or delta")]
     UnknownFormat(String),
     /// stdout only takes CSV.
-    #[error("--out - writes CSV to stdout; --format parquet needs a file name")]
-    ParquetToStdout,
+    #[error("--out - writes CSV to stdout; --format parquet or delta needs a path or URL")]
+    NotCsvToStdout,
     /// Two outputs cannot share stdout.
     #[error("only one output can go to stdout")]
     TwoStdouts,
@@ -39,7 +40,7 @@ pub enum ConfigError {
     },
     /// `--incremental` with a file output.
     #[error(
-        "--incremental appends to tables and keeps its checkpoint beside them: it needs --postgres (a file output is replaced whole each run)"
+        "--incremental appends to tables and keeps its checkpoint beside them: it needs --postgres or --format delta (a file output is replaced whole each run)"
     )]
     IncrementalToFile,
     /// `stream` without one of its inputs or its destination.
@@ -314,14 +315,17 @@ impl TryFrom<EnrichArgs> for EnrichConfig {
         if let Some(url) = args.postgres.postgres.clone() {
             return EnrichConfig::postgres(&url, args);
         }
-        if args.incremental {
+        if args.incremental && args.format != Some(Format::Delta) {
             return Err(ConfigError::IncrementalToFile);
         }
         let run = RunConfig::try_from(args.run)?;
+        if args.incremental {
+            local_csv_only(&run)?;
+        }
         let at = |path: &Path| location(path, &run.storage);
         let out = args.out.as_deref().expect("clap requires --out without --postgres");
-        let enriched = output(at(out)?, args.format)?;
-        let current_inventory = args.current_out.as_deref().map(|path| output(at(path)?, args.format)).transpose()?;
+        let enriched = output(at(out)?, args.format, &run.storage)?;
+        let current_inventory = args.current_out.as_deref().map(|path| output(at(path)?, args.format, &run.storage)).transpose()?;
         if enriched.destination == Destination::Stdout
             && current_inventory.as_ref().is_some_and(|o| o.destination == Destination::Stdout)
         {
@@ -338,7 +342,8 @@ impl TryFrom<EnrichArgs> for EnrichConfig {
             ("--rejects", Some(rejects.clone())),
             ("--summary-json", summary_json.clone()),
         ])?;
-        Ok(EnrichConfig { run, enriched, current_inventory, rejects, summary_json, postgres: None, incremental: None })
+        let incremental = args.incremental.then_some(args.late_window);
+        Ok(EnrichConfig { run, enriched, current_inventory, rejects, summary_json, postgres: None, incremental })
     }
 }
 
@@ -347,6 +352,18 @@ fn location(path: &Path, options: &StorageOptions) -> Result<Location, ConfigErr
     match path.to_str() {
         Some(text) => Ok(Location::parse(text, options)?),
         None => Ok(Location::Local(path.to_path_buf())),
+    }
+}
+
+/// Refuses CSV exports in a bucket to an incremental run: its checkpoint
+/// fingerprints local files.
+fn local_csv_only(run: &RunConfig) -> Result<(), ConfigError> {
+    match (&run.events, &run.data) {
+        (EventSource::Csv, Location::Object(url)) => {
+            let what = "enrich --incremental reads its CSV exports from a local directory";
+            Err(ConfigError::LocalOnly { what, url: url.to_string() })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -367,12 +384,8 @@ impl EnrichConfig {
         let target = pg_target(url, &args.postgres)?;
         let table = |name: &str| Output { destination: Destination::table(&target, name), format: Format::Csv };
         let run = RunConfig::try_from(args.run)?;
-        if args.incremental
-            && matches!(run.events, EventSource::Csv)
-            && let Location::Object(url) = &run.data
-        {
-            let what = "enrich --incremental reads its CSV exports from a local directory";
-            return Err(ConfigError::LocalOnly { what, url: url.to_string() });
+        if args.incremental {
+            local_csv_only(&run)?;
         }
         let rejects = match args.rejects.as_deref() {
             Some(path) => location(path, &run.storage)?,
@@ -573,15 +586,19 @@ fn file_identity(path: &Path) -> PathBuf {
 }
 
 /// An output at `location` (the local path `-` is stdout), in `format` or
-/// the one its extension names.
-fn output(location: Location, format: Option<Format>) -> Result<Output, ConfigError> {
+/// the one its extension names; a Delta table's store is reached with `storage`.
+fn output(location: Location, format: Option<Format>, storage: &StorageOptions) -> Result<Output, ConfigError> {
     if location == Location::Local(PathBuf::from("-")) {
         return match format {
-            Some(Format::Parquet) => Err(ConfigError::ParquetToStdout),
+            Some(Format::Parquet | Format::Delta) => Err(ConfigError::NotCsvToStdout),
             _ => Ok(Output { destination: Destination::Stdout, format: Format::Csv }),
         };
     }
     let format = match (format, location.extension().as_deref()) {
+        (Some(Format::Delta), _) => {
+            let destination = Destination::Delta(DeltaTarget::new(location, storage.clone()));
+            return Ok(Output { destination, format: Format::Delta });
+        }
         (Some(format), _) => format,
         (None, Some("csv")) => Format::Csv,
         (None, Some("parquet" | "pq")) => Format::Parquet,
@@ -635,7 +652,7 @@ mod tests {
             ("-", Some(Format::Parquet), None),
         ];
         for (path, format, expected) in cases {
-            let found = output(Location::Local(PathBuf::from(path)), format).ok().map(|o| (o.destination, o.format));
+            let found = output(Location::Local(PathBuf::from(path)), format, &StorageOptions::default()).ok().map(|o| (o.destination, o.format));
             assert_eq!(found, expected, "{path} {format:?}");
         }
     }

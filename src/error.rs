@@ -139,6 +139,16 @@ pub enum SinkError {
     /// An object store refused or failed a write.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
+    /// A Delta table could not be read, written or committed to.
+    #[error("Delta table {table}: {action} it failed: {detail}")]
+    Delta {
+        /// The table, without credentials.
+        table: String,
+        /// What pos-etl was doing (`committing to`…).
+        action: &'static str,
+        /// What went wrong, secrets replaced by `***`.
+        detail: String,
+    },
     /// Computing the rows to write failed.
     #[error("computing {path} failed")]
     Compute {

@@ -11,18 +11,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{Int64Type, TimestampSecondType};
 use datafusion::catalog::TableProvider;
 
-use crate::checkpoint::{self, Checkpoint, FileMark, Pair, PairPlan, PairState, StockTracker};
+use crate::checkpoint::{self, Checkpoint, FileMark, Pair, PairPlan, PairState, StockTracker, pair_columns};
 use crate::config::{EventSource, RunConfig};
 use crate::enrichment::{self, Enriched, Inputs, Job};
 use crate::error::{Reject, RejectReason, SourceError};
 use crate::pipeline::{self, Planned, Slot};
 use crate::progress::Progress;
-use crate::sinks::postgres::{PgTarget, state};
 use crate::sinks::{Commit, Destination, OutputWriter};
 use crate::sources::csv::{Prefix, complete_end, fingerprint, read_from};
 use crate::sources::streaming::ReadLog;
@@ -80,15 +78,16 @@ impl Engine {
     }
 }
 
-/// Runs `job` incrementally into the PostgreSQL transaction attached to
-/// `commit`, with late events beyond `late_window` rejected.
+/// Runs `job` incrementally into the destination attached to `commit`
+/// (a PostgreSQL transaction or Delta tables), with late events beyond
+/// `late_window` rejected.
 pub async fn run(
     job: &Job<'_>,
     late_window: Duration,
     progress: &Progress,
     commit: &mut Commit,
 ) -> anyhow::Result<Enriched> {
-    let load = commit.postgres().expect("an incremental run attaches its transaction first");
+    let load = commit.state().expect("an incremental run attaches its destination first");
     let stored = load.checkpoint().await?;
     let mut new = read_new(job.run, &stored.clone().unwrap_or_default(), progress).await?;
     let engine = Engine::plan(job, &mut new.reads).await?;
@@ -96,9 +95,9 @@ pub async fn run(
 }
 
 /// Applies `new` (read since the checkpoint `stored`, `None` before the
-/// first run) with `engine` in the PostgreSQL transaction attached to
-/// `commit`: the rows, the stock, the journal and the next checkpoint,
-/// staged to commit together.
+/// first run) with `engine` into the destination attached to `commit`: the
+/// rows, the stock, the journal and the next checkpoint, staged to commit
+/// together.
 pub async fn apply(
     job: &Job<'_>,
     engine: &Engine,
@@ -108,14 +107,14 @@ pub async fn apply(
     progress: &Progress,
     commit: &mut Commit,
 ) -> anyhow::Result<Enriched> {
-    let load = commit.postgres().expect("an incremental run attaches its transaction first");
+    let mut load = commit.state().expect("an incremental run attaches its destination first");
     let first = stored.is_none();
     let before = stored.unwrap_or_default();
     let NewRecords { reads, mut after } = new;
     let kept = kept_tables(job);
     after.tables = kept.iter().map(|table| table.to_string()).collect();
     if !first {
-        check_kept_tables(job, &before, load.target())?;
+        check_kept_tables(job, &before, &load.place())?;
     }
     let events_read: u64 = reads.iter().filter(|read| read.table.is_event()).map(|read| read.records).sum();
     let mut account = IncrementalSummary {
@@ -140,7 +139,7 @@ pub async fn apply(
         new_events.insert(table, arrow::compute::concat_batches(&table.schema(), &batches.collect::<Vec<_>>())?);
     }
     if !first {
-        load.look_up_pairs_by_index().await?;
+        load.start_lookups().await?;
     }
     let stored_stock = match first {
         true => HashMap::new(),
@@ -197,9 +196,6 @@ pub async fn apply(
     let removing = Instant::now();
     if !first {
         account.rows_rewritten = load.remove_for_rewrite(&rewrite, &touched, &kept).await?;
-        for table in kept.iter().chain(&[state::STOCK, state::SNAPSHOT_JOURNAL, state::CHANGE_JOURNAL, state::CHECKPOINT]) {
-            load.append_to(table);
-        }
     }
 
     // The rules, on the new events and those fed again, with the stock carried in.
@@ -231,10 +227,10 @@ pub async fn apply(
     account.rules_ms = millis(rules.elapsed());
     // The checkpoint, with the rows.
     let writing = Instant::now();
-    let load = commit.postgres().expect("attached above");
+    let mut load = commit.state().expect("attached above");
     load.put_stock(&tracker.finish(&carried)).await?;
     for (table, batch) in new_events {
-        load.put(state::journal(table), batch).await?;
+        load.put_journal(table, batch).await?;
     }
     load.put_checkpoint(&after).await?;
     write_time += writing.elapsed();
@@ -251,11 +247,11 @@ pub fn kept_tables(job: &Job<'_>) -> Vec<&'static str> {
     enriched.into_iter().chain(job.current_inventory.map(|_| pipeline::CURRENT_INVENTORY)).collect()
 }
 
-/// Fails, naming `target`, if the runs on the checkpoint `stored` kept
-/// other tables than `job` keeps ([`checkpoint::same_tables`]).
-pub fn check_kept_tables(job: &Job<'_>, stored: &Checkpoint, target: &PgTarget) -> anyhow::Result<()> {
+/// Fails, naming the checkpoint's `place`, if the runs on the checkpoint
+/// `stored` kept other tables than `job` keeps ([`checkpoint::same_tables`]).
+pub fn check_kept_tables(job: &Job<'_>, stored: &Checkpoint, place: &str) -> anyhow::Result<()> {
     checkpoint::same_tables(&stored.tables, &kept_tables(job))
-        .map_err(|reason| anyhow::anyhow!("cannot go on from the checkpoint in {}: {reason}", target.place()))
+        .map_err(|reason| anyhow::anyhow!("cannot go on from the checkpoint in {place}: {reason}"))
 }
 
 /// `duration` in milliseconds.
@@ -357,18 +353,6 @@ fn earliest_per_pair<'a>(batches: impl IntoIterator<Item = &'a RecordBatch>) -> 
         }
     }
     earliest
-}
-
-/// The store_id, item_id and date_time columns of an event batch.
-fn pair_columns(
-    batch: &RecordBatch,
-) -> (&arrow::array::Int64Array, &arrow::array::Int64Array, &arrow::array::TimestampSecondArray) {
-    let column = |name| batch.column_by_name(name).expect("event tables have store_id, item_id and date_time");
-    (
-        column("store_id").as_primitive::<Int64Type>(),
-        column("item_id").as_primitive::<Int64Type>(),
-        column("date_time").as_primitive::<TimestampSecondType>(),
-    )
 }
 
 /// Which rows of `batch` are late, given the stock stored for their pairs.

@@ -2,6 +2,7 @@
 //! (one test binary, one link step).
 
 mod common;
+mod delta;
 mod enrich_rules;
 mod enrich_runs;
 mod generate;

@@ -224,7 +224,7 @@ fn unknown_output_extension_is_a_usage_error() {
     let work = Workdir::new();
     let run = work.run(&["enrich", "--out", "enriched.txt"]);
     run.expect_code(2);
-    assert!(run.stderr().contains("use --format csv or --format parquet"), "{}", run.stderr());
+    assert!(run.stderr().contains("use --format csv, parquet or delta"), "{}", run.stderr());
 }
 
 /// A second run waits for the first's lock, then gives up saying who holds it.

@@ -18,7 +18,7 @@ const LOOKUPS: [&str; 3] = ["store.csv", "item.csv", "inventory_change_type.csv"
 
 /// One event file of the generated data, cut into its lines.
 pub struct EventFile {
-    name: String,
+    pub name: String,
     /// The header line, with the generator's byte-order mark.
     header: String,
     rows: Vec<String>,
@@ -181,7 +181,25 @@ fn csv_chunks_give_the_full_runs_tables_and_a_chunk_sent_twice_adds_nothing() {
 fn late_events_are_applied_within_the_window_and_rejected_beyond_it() {
     let pg = PgServer::start();
     let work = Workdir::new();
-    generate(&work, "20", "6");
+    let (files, within, beyond) = late_setup(&work);
+    incremental(&work, &pg, "first.json", &["--data", "live"]);
+    let before = pg.csv("SELECT * FROM enriched");
+    append_late(&work, &files, &within, &beyond);
+    let run = incremental(&work, &pg, "late.json", &["--data", "live", "--rejects", "late.csv"]);
+    assert_late_run(&work, &run, &beyond);
+    assert_tables_equal(&pg, &work, "e.csv", "c.csv");
+    assert!(!before.is_empty());
+}
+
+/// A change of a file and its row.
+pub type Pick = (usize, String);
+
+/// Six generated days in `data/`; in `live/` all their events but two
+/// changes, one within the default late window before the last event of
+/// its store and item, one beyond it; the expected tables (of everything
+/// but the one beyond) in `e.csv` and `c.csv`.
+pub fn late_setup(work: &Workdir) -> (Vec<EventFile>, Pick, Pick) {
+    generate(work, "20", "6");
     let files = event_files(&work.path().join("data"));
     // The last event time of each store and item.
     let mut last = std::collections::HashMap::new();
@@ -198,36 +216,43 @@ fn late_events_are_applied_within_the_window_and_rejected_beyond_it() {
     let pick = |range: std::ops::Range<i64>| {
         changes.clone().find_map(|file| file.rows.iter().find(|row| range.contains(&before_last(file, row))).map(|row| (file, row)))
     };
+    let index = |file: &EventFile| files.iter().position(|f| f.name == file.name).unwrap();
     let (within_file, within) = pick(3600..12 * 3600).expect("a change 1 to 12 hours before its pair's last event");
     let (beyond_file, beyond) = pick(36 * 3600..100 * 3600).expect("a change 36 to 100 hours before its pair's last event");
+    let (within, beyond) = ((index(within_file), within.clone()), (index(beyond_file), beyond.clone()));
 
-    // Everything but the two, in one run.
-    let live = data_dir(&work, "live");
+    // Everything but the two, for a first run.
+    let live = data_dir(work, "live");
     for file in &files {
-        let rows: Vec<&String> = file.rows.iter().filter(|row| *row != within && *row != beyond).collect();
+        let rows: Vec<&String> = file.rows.iter().filter(|row| **row != within.1 && **row != beyond.1).collect();
         append(&live, &file.name, &file.header, &rows);
     }
-    incremental(&work, &pg, "first.json", &["--data", "live"]);
-    let before = pg.csv("SELECT * FROM enriched");
     // The expected tables: everything but the one beyond the window.
-    let expected = data_dir(&work, "expected");
+    let expected = data_dir(work, "expected");
     for file in &files {
-        let rows: Vec<&String> = file.rows.iter().filter(|row| *row != beyond).collect();
+        let rows: Vec<&String> = file.rows.iter().filter(|row| **row != beyond.1).collect();
         append(&expected, &file.name, &file.header, &rows);
     }
     work.run(&["enrich", "--data", "expected", "--out", "e.csv", "--current-out", "c.csv"]).expect_code(0);
+    (files, within, beyond)
+}
 
-    append(&live, "inventory_change_late.csv", &within_file.header, &[within]);
-    append(&live, "inventory_change_later.csv", &beyond_file.header, &[beyond]);
-    let run = incremental(&work, &pg, "late.json", &["--data", "live", "--rejects", "late.csv"]);
+/// Adds the two late changes of [`late_setup`] to `live/`, in files of their own.
+pub fn append_late(work: &Workdir, files: &[EventFile], within: &Pick, beyond: &Pick) {
+    let live = work.path().join("live");
+    append(&live, "inventory_change_late.csv", &files[within.0].header, &[&within.1]);
+    append(&live, "inventory_change_later.csv", &files[beyond.0].header, &[&beyond.1]);
+}
+
+/// Asserts what the run that read the late changes did: one applied (the
+/// rows after it written again), one rejected as late into `late.csv`.
+pub fn assert_late_run(work: &Workdir, run: &serde_json::Value, beyond: &Pick) {
     assert_eq!(run["late_rejected"], 1, "{run}");
     assert_eq!(run["rows_appended"], 1, "{run}");
     assert!(run["rows_rewritten"].as_u64().unwrap() >= 1, "the rows after the late one are written again: {run}");
-    assert_tables_equal(&pg, &work, "e.csv", "c.csv");
     let rejects = work.read("late.csv");
-    let trans_id = beyond.split(',').next().unwrap().trim_matches(['{', '}']);
+    let trans_id = beyond.1.split(',').next().unwrap().trim_matches(['{', '}']);
     assert!(rejects.contains("late: ") && rejects.contains("beyond --late-window 1d") && rejects.contains(trans_id), "{rejects}");
-    assert!(!before.is_empty());
 }
 
 /// Killed after its COPY, while its commit waits for a lock: the tables stay

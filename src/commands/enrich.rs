@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::config::EnrichConfig;
 use crate::enrichment::{self, Job};
 use crate::incremental;
+use crate::sinks::delta::state::DeltaLoad;
 use crate::sinks::postgres::state;
 use crate::progress::Progress;
 use crate::sinks::lock::OutputLock;
@@ -38,6 +39,14 @@ pub async fn run(config: &EnrichConfig) -> anyhow::Result<Summary> {
             }
         }
         commit.attach(load);
+    } else if config.incremental.is_some() {
+        // Delta tables (the config allows no other): their checkpoint is read first.
+        let tables = [(crate::pipeline::ENRICHED, Some(&config.enriched)), (crate::pipeline::CURRENT_INVENTORY, config.current_inventory.as_ref())];
+        let tables = tables.into_iter().filter_map(|(name, output)| match output.map(|output| &output.destination) {
+            Some(Destination::Delta(target)) => Some((name, target.clone())),
+            _ => None,
+        });
+        commit.attach_delta(DeltaLoad::open(tables.collect()).await?);
     }
     let enriched = match config.incremental {
         Some(late_window) => incremental::run(&job, late_window, &progress, &mut commit).await?,

@@ -17,10 +17,11 @@ use crate::enrichment::{self, Job};
 use crate::pipeline::{self, CURRENT_INVENTORY, ENRICHED};
 use crate::progress::Progress;
 use crate::report::{self, Report};
+use crate::sinks::delta::DeltaTarget;
 use crate::sinks::lock::OutputLock;
 use crate::sinks::postgres::PgTarget;
 use crate::sinks::{Commit, Destination, Output};
-use crate::storage::Location;
+use crate::storage::{Location, StorageOptions};
 use crate::summary::{ForecastSummary, OutputCounts, Summary};
 
 /// The page's file name in the output directory.
@@ -77,7 +78,7 @@ pub async fn run(config: &ReportConfig) -> anyhow::Result<Summary> {
     let report = report::build(&ctx, &report_rules, &config.settings).await.context("computing the report")?;
     let tables = match &config.postgres {
         Some(target) => Tables::Postgres(target),
-        None => Tables::Files { dir: out_dir, format: config.format },
+        None => Tables::Files { dir: out_dir, format: config.format, storage: &config.run.storage },
     };
     summary.outputs = write_report(&report, &tables, config.run.resources.threads, &mut commit).await?;
     commit.put(&out_dir.join(PAGE), report::html::render(&report).as_bytes())?;
@@ -102,8 +103,9 @@ async fn register_parquet(ctx: &SessionContext, name: &str, path: &Path) -> anyh
 
 /// Where the report's tables go.
 enum Tables<'a> {
-    /// Files in a directory (or objects under a prefix), one per table.
-    Files { dir: &'a Location, format: Format },
+    /// Files in a directory (or objects under a prefix), one per table (a
+    /// directory or prefix each for Delta tables, reached with `storage`).
+    Files { dir: &'a Location, format: Format, storage: &'a StorageOptions },
     /// Tables of a database.
     Postgres(&'a PgTarget),
 }
@@ -111,10 +113,14 @@ enum Tables<'a> {
 impl Tables<'_> {
     fn output(&self, table: &str) -> Output {
         match self {
-            Tables::Files { dir, format } => {
+            Tables::Files { dir, format, storage } => {
                 let extension = match format {
                     Format::Csv => "csv",
                     Format::Parquet => "parquet",
+                    Format::Delta => {
+                        let target = DeltaTarget::new(dir.join(table), (*storage).clone());
+                        return Output { destination: Destination::Delta(target), format: Format::Delta };
+                    }
                 };
                 Output { destination: Destination::at(dir.join(&format!("{table}.{extension}"))), format: *format }
             }

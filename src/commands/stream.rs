@@ -71,7 +71,7 @@ pub async fn run(config: &StreamConfig) -> anyhow::Result<Summary> {
     let job = Job { run: &config.run, rules: &rules, enriched: &enriched, current_inventory, keep_stock_seq: false };
     if let Some(stored) = &stored {
         // At once, not at the first record.
-        incremental::check_kept_tables(&job, stored, &config.target)?;
+        incremental::check_kept_tables(&job, stored, &config.target.place())?;
     }
     let engine = incremental::Engine::plan(&job, &mut lookups).await?;
 

@@ -15,6 +15,12 @@
 //! appears when the commit completes its upload ([`StagedUpload`]); a small
 //! one (rejects, the summary) is put whole at the commit.
 //!
+//! A Delta table of a batch run gets its data files as the run goes, and
+//! the commit adds them to its log, replacing the table's rows, in the
+//! order it was staged. An incremental run's Delta tables and checkpoint
+//! ([`DeltaLoad`]) are committed after the PostgreSQL tables and before
+//! the files.
+//!
 //! One rename is atomic; a set of them is not. A crash in the middle of the
 //! renames (power loss, `kill -9` at that instant) leaves the files renamed so
 //! far new and the others old. The renames follow the order the files were
@@ -31,7 +37,10 @@ use object_store::ObjectStoreExt;
 use tempfile::NamedTempFile;
 
 use crate::error::SinkError;
+use crate::sinks::delta::state::{COMMIT_FIELD, DeltaLoad};
+use crate::sinks::delta::{CommitKind, DeltaTarget, SharedWriter, Stamp};
 use crate::sinks::postgres::PgLoad;
+use crate::sinks::state::StateStore;
 use crate::storage::write::{StagedUpload, UploadWriter};
 use crate::storage::{Location, ObjectUrl};
 
@@ -47,6 +56,7 @@ pub struct Commit {
     staged: Vec<Staged>,
     durable: bool,
     postgres: Option<PgLoad>,
+    delta: Option<DeltaLoad>,
 }
 
 /// One output of the commit, in the order it was staged.
@@ -55,6 +65,7 @@ enum Staged {
     File(StagedFile),
     Upload(StagedUpload),
     Put(ObjectUrl, Vec<u8>),
+    Delta(DeltaTarget, SharedWriter),
 }
 
 #[derive(Debug)]
@@ -69,13 +80,13 @@ struct StagedFile {
 impl Commit {
     /// A commit of outputs: synced to disk before they replace anything.
     pub fn new() -> Self {
-        Commit { staged: Vec::new(), durable: true, postgres: None }
+        Commit { staged: Vec::new(), durable: true, postgres: None, delta: None }
     }
 
     /// A commit of scratch files only this run reads: not synced, since a
     /// crash leaves nothing anyone uses.
     pub fn scratch() -> Self {
-        Commit { staged: Vec::new(), durable: false, postgres: None }
+        Commit { staged: Vec::new(), durable: false, postgres: None, delta: None }
     }
 
     /// Makes the tables of `load` part of this commit.
@@ -86,6 +97,32 @@ impl Commit {
     /// The PostgreSQL transaction of the run, if it loads tables.
     pub fn postgres(&mut self) -> Option<&mut PgLoad> {
         self.postgres.as_mut()
+    }
+
+    /// Makes the Delta tables and checkpoint of the incremental run `load`
+    /// part of this commit.
+    pub fn attach_delta(&mut self, load: DeltaLoad) {
+        self.delta = Some(load);
+    }
+
+    /// Where the incremental run of this commit keeps its checkpoint.
+    pub fn state(&mut self) -> Option<StateStore<'_>> {
+        match (&mut self.postgres, &mut self.delta) {
+            (Some(load), _) => Some(StateStore::Postgres(load)),
+            (None, Some(load)) => Some(StateStore::Delta(load)),
+            (None, None) => None,
+        }
+    }
+
+    /// The writer of the Delta table at `target`: the incremental run's,
+    /// or a new version of the table, staged to replace it.
+    pub fn stage_delta(&mut self, target: &DeltaTarget) -> SharedWriter {
+        if let Some(writer) = self.delta.as_ref().and_then(|load| load.writer(target)) {
+            return writer;
+        }
+        let writer = target.writer();
+        self.staged.push(Staged::Delta(target.clone(), writer.clone()));
+        writer
     }
 
     /// Stages a new version of `target` and returns a writer to it. The
@@ -157,6 +194,9 @@ impl Commit {
         if let Some(load) = self.postgres.take() {
             load.commit().await?;
         }
+        if let Some(load) = self.delta.take() {
+            load.commit().await?;
+        }
         let (staged, durable) = (std::mem::take(&mut self.staged), self.durable);
         let staged = if durable {
             tokio::task::spawn_blocking(move || sync_files(staged)).await.expect("the sync task panicked")?
@@ -176,6 +216,12 @@ impl Commit {
                 Staged::Upload(upload) => upload.complete().await?,
                 Staged::Put(url, bytes) => {
                     url.store.put(&url.path, bytes.into()).await.map_err(|e| url.error("cannot write", e))?;
+                }
+                Staged::Delta(target, writer) => {
+                    // A full run: incremental runs into the table start over.
+                    let field = serde_json::json!({"mode": "full"});
+                    let stamp = Stamp { transactions: Vec::new(), metadata: [(COMMIT_FIELD.to_string(), field)].into() };
+                    target.commit(&target.open().await?, &writer, CommitKind::Replace, stamp).await?;
                 }
             }
         }

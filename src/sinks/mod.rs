@@ -1,16 +1,18 @@
 //! Sinks write record batch streams to their destination: CSV or Parquet
 //! files, staged in a [`Commit`] that puts every output of a run in place
-//! at once, PostgreSQL tables loaded in the run's transaction, or CSV on
-//! stdout. They also write the rejects file and hold the
+//! at once, PostgreSQL tables loaded in the run's transaction, Delta Lake
+//! tables, or CSV on stdout. They also write the rejects file and hold the
 //! per-output lock.
 
 pub mod commit;
 pub mod csv;
+pub mod delta;
 pub mod kafka;
 pub mod lock;
 pub mod parquet;
 pub mod postgres;
 pub mod rejects;
+pub mod state;
 
 use std::path::PathBuf;
 
@@ -32,6 +34,9 @@ pub enum Destination {
     File(PathBuf),
     /// An object in a store, replaced when the run commits.
     Object(ObjectUrl),
+    /// A Delta Lake table (a directory or prefix), replaced (or, in an
+    /// incremental run, appended to) when the run commits.
+    Delta(delta::DeltaTarget),
     /// A PostgreSQL table, replaced when the run commits.
     Postgres {
         /// The table's name (in the run's schema).
@@ -59,6 +64,7 @@ impl Destination {
         match self {
             Destination::File(path) => Some(Location::Local(path.clone())),
             Destination::Object(url) => Some(Location::Object(url.clone())),
+            Destination::Delta(target) => Some(target.location.clone()),
             _ => None,
         }
     }
@@ -75,6 +81,7 @@ impl std::fmt::Display for Destination {
             Destination::Stdout => f.write_str("<stdout>"),
             Destination::File(path) => write!(f, "{}", path.display()),
             Destination::Object(url) => write!(f, "{url}"),
+            Destination::Delta(target) => write!(f, "{target}"),
             Destination::Postgres { table, shown } => write!(f, "{shown} table {table}"),
             Destination::Discard => f.write_str("<not kept>"),
         }
@@ -111,6 +118,8 @@ pub enum OutputWriter {
     Upload(UploadWriter),
     /// A table loading in the run's PostgreSQL transaction.
     Postgres(postgres::PgTableWriter),
+    /// The new data files of a Delta table, added by the run's [`Commit`].
+    Delta(delta::SharedWriter),
     /// Nowhere.
     Discard,
 }
@@ -122,6 +131,7 @@ impl Output {
             Destination::Stdout => OutputWriter::Stdout(tokio::io::stdout()),
             Destination::File(path) => OutputWriter::Staged(commit.stage(path)?),
             Destination::Object(url) => OutputWriter::Upload(commit.stage_object(url)),
+            Destination::Delta(target) => OutputWriter::Delta(commit.stage_delta(target)),
             Destination::Postgres { table, .. } => {
                 let load = commit.postgres().expect("a run with PostgreSQL outputs attaches its transaction first");
                 OutputWriter::Postgres(load.stage(table))
@@ -147,6 +157,7 @@ impl Output {
             (OutputWriter::Staged(out), format) => write_file(format, stream, out, &name, threads, on_batch).await,
             (OutputWriter::Upload(out), format) => write_file(format, stream, out, &name, threads, on_batch).await,
             (OutputWriter::Postgres(table), _) => table.write(stream, on_batch).await.map(|rows| Written { rows, unread: 0 }),
+            (OutputWriter::Delta(files), _) => delta::write(&files, stream, &name, on_batch).await.map(|rows| Written { rows, unread: 0 }),
             (OutputWriter::Discard, _) => discard(stream, &name, on_batch).await,
         }
     }
@@ -164,6 +175,7 @@ async fn write_file<W: tokio::io::AsyncWrite + Unpin + Send>(
     match format {
         Format::Csv => csv::write(stream, out, name, threads, on_batch).await,
         Format::Parquet => parquet::write(stream, out, name, on_batch).await.map(|rows| Written { rows, unread: 0 }),
+        Format::Delta => unreachable!("a Delta output is a Destination::Delta, not a file"),
     }
 }
 
@@ -182,4 +194,21 @@ async fn discard(
         unread += batch.num_rows() as u64;
     }
     Ok(Written { rows: 0, unread })
+}
+
+/// `schema` with its timestamps in `unit`: Parquet has no timestamp in
+/// seconds, Delta only microseconds.
+pub fn with_timestamps_in(schema: &arrow::datatypes::SchemaRef, unit: arrow::datatypes::TimeUnit) -> arrow::datatypes::SchemaRef {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let fields = schema.fields().iter().map(|field| match field.data_type() {
+        DataType::Timestamp(_, zone) => Field::new(field.name(), DataType::Timestamp(unit, zone.clone()), field.is_nullable()),
+        _ => field.as_ref().clone(),
+    });
+    std::sync::Arc::new(Schema::new(fields.collect::<Vec<_>>()))
+}
+
+/// `batch` with its columns cast to the types of `schema` (same columns, in order).
+pub fn cast_to(batch: &RecordBatch, schema: &arrow::datatypes::SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let columns = batch.columns().iter().zip(schema.fields()).map(|(column, field)| arrow::compute::cast(column, field.data_type()));
+    RecordBatch::try_new(schema.clone(), columns.collect::<Result<Vec<_>, _>>()?)
 }

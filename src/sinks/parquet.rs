@@ -2,10 +2,7 @@
 //! Snappy-compressed (what Tableau and Spark read by default). Parquet has no
 //! timestamp in seconds, so date_time is written in milliseconds.
 
-use std::sync::Arc;
-
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::TimeUnit;
 use arrow::record_batch::RecordBatch;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
@@ -40,36 +37,17 @@ pub async fn write<W: AsyncWrite + Unpin + Send>(
         // time and saves no space.
         .set_column_dictionary_enabled(ColumnPath::from("trans_id"), false)
         .build();
-    let schema = in_milliseconds(&stream.schema());
+    let schema = super::with_timestamps_in(&stream.schema(), TimeUnit::Millisecond);
     let mut writer = AsyncArrowWriter::try_new(out, schema.clone(), Some(properties)).map_err(write_error)?;
     let mut rows = 0;
     while let Some(batch) = stream.next().await {
         let batch =
             batch.map_err(|source| SinkError::Compute { path: name.to_string(), source })?;
         on_batch(&batch);
-        let columns = batch
-            .columns()
-            .iter()
-            .zip(schema.fields())
-            .map(|(column, field)| cast(column, field.data_type()))
-            .collect::<Result<Vec<_>, _>>()
-            .and_then(|columns| RecordBatch::try_new(schema.clone(), columns))
-            .map_err(|source| write_error(source.into()))?;
+        let columns = super::cast_to(&batch, &schema).map_err(|source| write_error(source.into()))?;
         writer.write(&columns).await.map_err(write_error)?;
         rows += batch.num_rows() as u64;
     }
     writer.close().await.map_err(write_error)?;
     Ok(rows)
-}
-
-/// `schema` with timestamps in seconds as timestamps in milliseconds: the
-/// Parquet writer stores seconds as a bare integer, with no timestamp type.
-fn in_milliseconds(schema: &SchemaRef) -> SchemaRef {
-    let fields = schema.fields().iter().map(|field| match field.data_type() {
-        DataType::Timestamp(TimeUnit::Second, zone) => {
-            Field::new(field.name(), DataType::Timestamp(TimeUnit::Millisecond, zone.clone()), field.is_nullable())
-        }
-        _ => field.as_ref().clone(),
-    });
-    Arc::new(Schema::new(fields.collect::<Vec<_>>()))
 }

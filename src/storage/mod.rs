@@ -61,6 +61,11 @@ impl StorageOptions {
         Ok(StorageOptions(options))
     }
 
+    /// The settings by key (lower case), the last of each key winning.
+    pub fn to_map(&self) -> std::collections::HashMap<String, String> {
+        self.0.iter().map(|(key, value)| (key.to_ascii_lowercase(), value.clone())).collect()
+    }
+
     /// `text` with the value of every setting that may be a secret (a
     /// key, secret, token, password or signature, a URL with a password)
     /// replaced by `***`.

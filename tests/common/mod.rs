@@ -3,6 +3,7 @@
 //! working directory and stderr.
 
 pub mod broker;
+pub mod delta;
 pub mod postgres;
 pub mod s3;
 pub mod tools;
