@@ -175,6 +175,18 @@ fn items_chosen_and_parquet_tables() {
 }
 
 #[test]
+fn delta_tables_hold_the_rows_of_the_csv_tables() {
+    let work = fixture();
+    work.run(&["report", "--out-dir", "csv", "--items", "30"]).expect_code(0);
+    work.run(&["report", "--out-dir", "lake", "--items", "30", "--format", "delta"]).expect_code(0);
+    for table in ["item_hourly", "top_items", "low_stock"] {
+        let delta = crate::common::delta::read(work.path(), &format!("lake/{table}"), &[]);
+        assert_eq!(delta.csv, crate::postgres::sorted(&work.read(&format!("csv/{table}.csv"))), "{table}");
+    }
+    assert!(work.path().join("lake/report.html").exists());
+}
+
+#[test]
 fn a_failed_report_leaves_the_previous_one_whole() {
     let work = fixture();
     work.run(&["report", "--out-dir", "out"]).expect_code(0);

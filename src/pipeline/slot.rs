@@ -14,6 +14,12 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 
+/// Rows per batch a slot hands out (DataFusion's batch size). A slot is
+/// often filled with one batch of everything (a first incremental run's
+/// whole backlog): whole, it would go to one partition, and a sort would
+/// have to hold it in one piece, beyond any memory limit.
+pub const SLICE_ROWS: usize = 8192;
+
 /// The rows a slot's table has until it is filled again.
 #[derive(Debug, Clone)]
 pub struct Slot {
@@ -37,9 +43,13 @@ impl Slot {
         Ok(Arc::new(StreamingTable::try_new(self.schema.clone(), streams)?))
     }
 
-    /// Gives the table `batches` as its rows, for the next execution.
+    /// Gives the table `batches` as its rows, for the next execution, in
+    /// slices of [`SLICE_ROWS`].
     pub fn fill(&self, batches: Vec<RecordBatch>) {
-        *self.rows.lock().expect("no panic while holding the lock") = batches;
+        let slices = batches.iter().flat_map(|batch| {
+            (0..batch.num_rows()).step_by(SLICE_ROWS).map(|start| batch.slice(start, SLICE_ROWS.min(batch.num_rows() - start)))
+        });
+        *self.rows.lock().expect("no panic while holding the lock") = slices.collect();
     }
 }
 
@@ -60,5 +70,32 @@ impl PartitionStream for SlotPartition {
         let rows = self.slot.rows.lock().expect("no panic while holding the lock");
         let share: Vec<_> = rows.iter().skip(self.index).step_by(self.of).cloned().map(Ok).collect();
         Box::pin(RecordBatchStreamAdapter::new(self.slot.schema.clone(), futures::stream::iter(share)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::prelude::SessionContext;
+    use futures::TryStreamExt;
+
+    #[tokio::test]
+    async fn one_big_fill_is_shared_by_every_partition_in_slices() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let rows = 3 * SLICE_ROWS + 5;
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from_iter_values(0..rows as i64))]).unwrap();
+        let slot = Slot::new(schema);
+        slot.fill(vec![batch]);
+        let ctx = SessionContext::new().task_ctx();
+        let mut counts = Vec::new();
+        for index in 0..2 {
+            let partition = SlotPartition { slot: slot.clone(), index, of: 2 };
+            let batches: Vec<RecordBatch> = partition.execute(ctx.clone()).try_collect().await.unwrap();
+            assert!(batches.iter().all(|batch| batch.num_rows() <= SLICE_ROWS));
+            counts.push(batches.iter().map(RecordBatch::num_rows).sum::<usize>());
+        }
+        assert_eq!(counts, [2 * SLICE_ROWS, SLICE_ROWS + 5]);
     }
 }
