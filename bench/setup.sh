@@ -18,7 +18,7 @@ trap 'for command in "${exit_commands[@]}"; do eval "$command"; done' EXIT
 
 # `timed COMMAND…` runs a command (its output to $work) and prints its wall
 # seconds and peak RSS in KiB; `median N…` prints the median.
-timed() { /usr/bin/time -f '%e %M' -o "$work/time" "$@" > /dev/null 2>"$work/stderr" || { cat "$work/stderr"; exit 1; }; cat "$work/time"; }
+timed() { /usr/bin/time -f '%e %M' -o "$work/time" "$@" > /dev/null 2>"$work/stderr" || { cat "$work/stderr" >&2; exit 1; }; cat "$work/time"; }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # `split_last_hour DATA BASE HOUR` copies the exports of DATA to BASE less
