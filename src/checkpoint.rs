@@ -174,6 +174,14 @@ pub fn pair_columns(
     )
 }
 
+/// The column `name` of `batch` (of an output table: enriched or
+/// current_inventory) as `data_type`: the rules may give an integer column
+/// another width, and a Delta table has its timestamps in microseconds.
+pub fn output_column(batch: &RecordBatch, name: &str, data_type: &DataType) -> Result<arrow::array::ArrayRef, String> {
+    let column = batch.column_by_name(name).ok_or_else(|| format!("the output has no {name} column"))?;
+    arrow::compute::cast(column, data_type).map_err(|e| e.to_string())
+}
+
 /// How far an event at `time` is before the last event applied to its store
 /// and item, if by more than `window` seconds: such an event is late (SPEC
 /// 6.2) and rejected.
@@ -240,16 +248,11 @@ impl StockTracker {
     /// Follows the rows of one batch of `enriched`. It needs the columns
     /// store_id, item_id, date_time, quantity, source_type and final_quantity.
     pub fn observe(&mut self, batch: &RecordBatch) -> Result<(), String> {
-        let column = |name: &str| batch.column_by_name(name).ok_or_else(|| format!("enriched has no {name} column"));
-        let int = |name: &str| -> Result<arrow::array::PrimitiveArray<Int64Type>, String> {
-            let cast = arrow::compute::cast(column(name)?, &DataType::Int64).map_err(|e| e.to_string())?;
-            Ok(cast.as_primitive::<Int64Type>().clone())
-        };
+        let int = |name: &str| output_column(batch, name, &DataType::Int64).map(|array| array.as_primitive::<Int64Type>().clone());
         let (store, item, quantity, stock) = (int("store_id")?, int("item_id")?, int("quantity")?, int("final_quantity")?);
-        let time = arrow::compute::cast(column("date_time")?, &DataType::Timestamp(TimeUnit::Second, None))
-            .map_err(|e| e.to_string())?;
+        let time = output_column(batch, "date_time", &DataType::Timestamp(TimeUnit::Second, None))?;
         let time = time.as_primitive::<TimestampSecondType>();
-        let source_type = arrow::compute::cast(column("source_type")?, &DataType::Utf8).map_err(|e| e.to_string())?;
+        let source_type = output_column(batch, "source_type", &DataType::Utf8)?;
         let source_type = source_type.as_string::<i32>();
         let value = |array: &arrow::array::PrimitiveArray<Int64Type>, row| (!array.is_null(row)).then(|| array.value(row));
         for row in 0..batch.num_rows() {

@@ -37,7 +37,7 @@ use object_store::ObjectStoreExt;
 use tempfile::NamedTempFile;
 
 use crate::error::SinkError;
-use crate::sinks::delta::state::{COMMIT_FIELD, DeltaLoad};
+use crate::sinks::delta::state::DeltaLoad;
 use crate::sinks::delta::{CommitKind, DeltaTarget, SharedWriter, Stamp};
 use crate::sinks::postgres::PgLoad;
 use crate::sinks::state::StateStore;
@@ -219,8 +219,7 @@ impl Commit {
                 }
                 Staged::Delta(target, writer) => {
                     // A full run: incremental runs into the table start over.
-                    let field = serde_json::json!({"mode": "full"});
-                    let stamp = Stamp { transactions: Vec::new(), metadata: [(COMMIT_FIELD.to_string(), field)].into() };
+                    let stamp = Stamp { transactions: Vec::new(), pos_etl: serde_json::json!({"mode": "full"}) };
                     target.commit(&target.open().await?, &writer, CommitKind::Replace, stamp).await?;
                 }
             }

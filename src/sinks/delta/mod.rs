@@ -56,14 +56,18 @@ pub enum CommitKind {
     },
 }
 
+/// The `commitInfo` field that marks a commit as pos-etl's, and says what
+/// kind of run made it ([`Stamp::pos_etl`]).
+pub const COMMIT_FIELD: &str = "pos_etl";
+
 /// What a commit records beside its rows: application transactions (the
-/// positions of the inputs, SPEC 6.1) and the commit's metadata.
-#[derive(Debug, Default)]
+/// positions of the inputs, SPEC 6.1) and pos-etl's field of `commitInfo`.
+#[derive(Debug)]
 pub struct Stamp {
     /// `txn` actions.
     pub transactions: Vec<Transaction>,
-    /// Fields of the commit's `commitInfo`.
-    pub metadata: HashMap<String, serde_json::Value>,
+    /// The value of the commit's [`COMMIT_FIELD`].
+    pub pos_etl: serde_json::Value,
 }
 
 impl DeltaTarget {
@@ -126,7 +130,7 @@ impl DeltaTarget {
         let columns: StructType = schema.as_ref().try_into_kernel().map_err(|e| self.error("writing to", e.to_string()))?;
         let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
         actions.extend(stamp.transactions.into_iter().map(Action::Txn));
-        let properties = CommitProperties::default().with_metadata(stamp.metadata);
+        let properties = CommitProperties::default().with_metadata([(COMMIT_FIELD.to_string(), stamp.pos_etl)]);
         let Some(state) = table.version().and(table.snapshot().ok()) else {
             let created = CreateBuilder::new()
                 .with_log_store(table.log_store())

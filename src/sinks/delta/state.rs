@@ -40,15 +40,13 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use super::{CommitKind, DeltaTarget, SharedWriter, Stamp};
-use crate::checkpoint::{self, Checkpoint, Pair, PairState};
+use super::{COMMIT_FIELD, CommitKind, DeltaTarget, SharedWriter, Stamp};
+use crate::checkpoint::{self, Checkpoint, Pair, PairState, output_column};
 use crate::error::SinkError;
 use crate::sources::Table;
 
 /// The directory of the state in the table that carries it.
 const STATE_DIR: &str = "_pos_etl";
-/// The `commitInfo` field of a pos-etl commit.
-pub const COMMIT_FIELD: &str = "pos_etl";
 /// The `txn` application of the runs' numbers.
 const RUN_APP: &str = "pos-etl";
 
@@ -276,15 +274,13 @@ impl DeltaLoad {
                 true => CommitKind::Replace,
                 false => CommitKind::Append { removes: table.removes.clone(), run },
             };
-            let field = match carries {
-                true => serde_json::json!({"run": run, "state": dir}),
-                false => serde_json::json!({"run": run}),
+            let stamp = match carries {
+                true => Stamp {
+                    transactions: std::iter::once(Transaction::new(RUN_APP, run)).chain(positions.iter().cloned()).collect(),
+                    pos_etl: serde_json::json!({"run": run, "state": dir}),
+                },
+                false => Stamp { transactions: Vec::new(), pos_etl: serde_json::json!({"run": run}) },
             };
-            let transactions = match carries {
-                true => std::iter::once(Transaction::new(RUN_APP, run)).chain(positions.iter().cloned()).collect(),
-                false => Vec::new(),
-            };
-            let stamp = Stamp { transactions, metadata: [(COMMIT_FIELD.to_string(), field)].into() };
             table.target.commit(&table.table, &table.writer, kind, stamp).await?;
         }
         Ok(())
@@ -342,13 +338,9 @@ impl Kept {
 
 /// Which rows of `batch` (of an output table) `gone` does not pick.
 fn keep_mask(batch: &RecordBatch, gone: &impl Fn(Pair, i64) -> bool) -> Result<BooleanArray, String> {
-    let column = |name: &str| batch.column_by_name(name).ok_or_else(|| format!("no column {name}"));
-    let int = |name: &str| -> Result<arrow::array::Int64Array, String> {
-        let array = arrow::compute::cast(column(name)?, &DataType::Int64).map_err(|e| e.to_string())?;
-        Ok(array.as_primitive::<Int64Type>().clone())
-    };
-    let (stores, items) = (int("store_id")?, int("item_id")?);
-    let times = arrow::compute::cast(column("date_time")?, &DataType::Timestamp(TimeUnit::Second, None)).map_err(|e| e.to_string())?;
+    let (stores, items) = (output_column(batch, "store_id", &DataType::Int64)?, output_column(batch, "item_id", &DataType::Int64)?);
+    let (stores, items) = (stores.as_primitive::<Int64Type>(), items.as_primitive::<Int64Type>());
+    let times = output_column(batch, "date_time", &DataType::Timestamp(TimeUnit::Second, None))?;
     let times = times.as_primitive::<TimestampSecondType>();
     Ok((0..batch.num_rows()).map(|row| Some(!gone((stores.value(row), items.value(row)), times.value(row)))).collect())
 }
