@@ -42,6 +42,107 @@ pub enum Command {
     /// Write a realistic, deterministic sample dataset in the original export dialect.
     #[command(after_help = GENERATE_EXAMPLES)]
     Generate(GenerateArgs),
+    /// Run a node of an Apache DataFusion Ballista cluster for enrich --cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// The processes of a cluster.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The scheduler: plans each job and hands its tasks to the executors.
+    #[command(after_help = CLUSTER_EXAMPLES)]
+    Scheduler(SchedulerArgs),
+    /// An executor: runs the tasks the scheduler hands it.
+    #[command(after_help = CLUSTER_EXAMPLES)]
+    Executor(ExecutorArgs),
+}
+
+const CLUSTER_EXAMPLES: &str = "Starting a cluster:
+  # on one machine: the scheduler
+  pos-etl cluster scheduler --bind 0.0.0.0:50050
+
+  # on each of the others: an executor (same pos-etl version as the scheduler)
+  pos-etl cluster executor --scheduler sched-1:50050 --bind 0.0.0.0:50051 \\
+      --concurrent-tasks 8 --work-dir /var/tmp/pos-etl --memory-limit 16GiB
+
+  # then, from anywhere that reaches the scheduler and the shared directory:
+  pos-etl enrich --data /shared/exports --cluster df://sched-1:50050 \\
+      --cluster-staging /shared/staging --out combined.parquet
+
+--cluster-staging must be a directory that the scheduler and every executor
+see at the same path (NFS, a cluster filesystem). Both processes log to
+stderr (RUST_LOG=debug for more) and stop on SIGINT or SIGTERM; an executor
+finishes its running tasks first.";
+
+/// Flags of `pos-etl cluster scheduler`.
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// Where to listen for clients (enrich --cluster) and executors.
+    #[arg(long, value_name = "HOST:PORT", default_value = "0.0.0.0:50050")]
+    pub bind: std::net::SocketAddr,
+
+    /// The host name clients and executors reach this scheduler by [default: the bind address].
+    #[arg(long, value_name = "HOST")]
+    pub external_host: Option<String>,
+
+    /// How long an executor may go without a heartbeat before it is taken
+    /// for dead and its tasks are run again on the others.
+    #[arg(long, value_name = "DURATION", default_value = "180s", value_parser = parse_duration)]
+    pub executor_timeout: Duration,
+}
+
+/// A host and a port, as HOST:PORT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// The host name or address.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+}
+
+/// Parses HOST:PORT.
+pub fn parse_host_port(text: &str) -> Result<HostPort, String> {
+    let (host, port) = text.rsplit_once(':').filter(|(host, _)| !host.is_empty()).ok_or("expected HOST:PORT")?;
+    let port = port.parse().map_err(|_| format!("{port} is not a port number"))?;
+    Ok(HostPort { host: host.trim_start_matches('[').trim_end_matches(']').to_string(), port })
+}
+
+/// Flags of `pos-etl cluster executor`.
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// The scheduler to register with.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
+    pub scheduler: HostPort,
+
+    /// Where to serve task results to the other executors and clients
+    /// (Arrow Flight); the gRPC port is --grpc-port on the same address.
+    #[arg(long, value_name = "HOST:PORT", default_value = "0.0.0.0:50051")]
+    pub bind: std::net::SocketAddr,
+
+    /// The executor's gRPC port [default: the --bind port + 1].
+    #[arg(long, value_name = "PORT")]
+    pub grpc_port: Option<u16>,
+
+    /// The host name the scheduler and the other executors reach this one by [default: the bind address].
+    #[arg(long, value_name = "HOST")]
+    pub external_host: Option<String>,
+
+    /// Tasks to run at once [default: one per core].
+    #[arg(long, value_name = "N", value_parser = parse_positive)]
+    pub concurrent_tasks: Option<u64>,
+
+    /// Where to keep the shuffle files of running jobs [default: a temporary directory].
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+
+    /// Memory the tasks share before their sorts spill to disk [default: most of the machine's].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
+
+    /// How often to tell the scheduler this executor is alive.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub heartbeat: Duration,
 }
 
 const ENRICH_EXAMPLES: &str = "Examples:
@@ -307,6 +408,17 @@ at the default, a run of 10 million rows peaks at about 0.8 GiB. A run that need
 gives it fails naming the flags to change. Accepts 512MiB, 2GiB, 1.5G, or plain bytes.")]
     pub memory_limit: u64,
 
+    /// Run the rules on an Apache DataFusion Ballista cluster, named by its
+    /// scheduler (see pos-etl cluster --help); needs --cluster-staging.
+    #[arg(long, value_name = "df://HOST:PORT", env = "POS_ETL_CLUSTER", requires = "cluster_staging")]
+    pub cluster: Option<String>,
+
+    /// With --cluster: a directory that the scheduler and every executor
+    /// see at the same path (a shared filesystem), where the run stages its
+    /// checked inputs as Parquet for the cluster (removed after the run).
+    #[arg(long, value_name = "DIR", env = "POS_ETL_CLUSTER_STAGING")]
+    pub cluster_staging: Option<PathBuf>,
+
     /// Kafka connection: with --brokers, events come from topics instead of CSV files.
     #[command(flatten)]
     pub kafka: KafkaArgs,
@@ -544,6 +656,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_and_port() {
+        let parsed = |text: &str| parse_host_port(text).map(|hp| (hp.host, hp.port));
+        assert_eq!(parsed("sched-1:50050"), Ok(("sched-1".to_string(), 50050)));
+        assert_eq!(parsed("[::1]:50050"), Ok(("::1".to_string(), 50050)));
+        assert!(parsed("sched-1").is_err());
+        assert!(parsed(":50050").is_err());
+        assert!(parsed("sched-1:http").is_err());
+    }
 
     #[test]
     fn durations() {

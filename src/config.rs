@@ -18,6 +18,7 @@ use crate::sinks::delta::DeltaTarget;
 use crate::sinks::postgres::PgTarget;
 use crate::sinks::{Destination, Output};
 use crate::sources::Table;
+use crate::cluster::ClusterTarget;
 use crate::storage::{BadUrl, Location, StorageOptions, UnknownSetting};
 
 /// A command line that parsed but makes no sense; exit code 2.
@@ -94,6 +95,12 @@ pub enum ConfigError {
         /// The URL given.
         url: String,
     },
+    /// `--cluster` names no scheduler.
+    #[error("--cluster {0}: give the scheduler as df://HOST:PORT")]
+    ClusterUrl(String),
+    /// `--cluster` with a run that cannot use it.
+    #[error("{0} runs here, not on a cluster: leave out --cluster")]
+    NotOnCluster(&'static str),
     /// A command that talks to Kafka was given no brokers.
     #[error("no Kafka brokers: give --brokers HOST:PORT (or bootstrap.servers in the [kafka] table of --config)")]
     NoBrokers,
@@ -245,6 +252,8 @@ pub struct RunConfig {
     pub progress: ProgressMode,
     /// Threads and memory the rules may use.
     pub resources: Resources,
+    /// The Ballista cluster to run the rules on, if not here.
+    pub cluster: Option<ClusterTarget>,
 }
 
 impl TryFrom<RunArgs> for RunConfig {
@@ -273,6 +282,10 @@ impl TryFrom<RunArgs> for RunConfig {
                 per_thread: MIN_MEMORY_PER_THREAD >> 20,
             });
         }
+        let cluster = match (args.cluster, args.cluster_staging) {
+            (Some(url), Some(staging)) => Some(cluster_target(&url, staging)?),
+            _ => None,
+        };
         Ok(RunConfig {
             data,
             storage,
@@ -282,8 +295,18 @@ impl TryFrom<RunArgs> for RunConfig {
             lock_timeout: args.lock_timeout,
             progress: args.progress,
             resources,
+            cluster,
         })
     }
+}
+
+/// The scheduler named by `url` (df://HOST:PORT, the port 50050 if left
+/// out), with its staging directory.
+fn cluster_target(url: &str, staging: PathBuf) -> Result<ClusterTarget, ConfigError> {
+    let bad = || ConfigError::ClusterUrl(url.to_string());
+    let parsed = url::Url::parse(url).map_err(|_| bad())?;
+    let host = parsed.host_str().filter(|_| parsed.scheme() == "df" && parsed.path().trim_matches('/').is_empty()).ok_or_else(bad)?;
+    Ok(ClusterTarget { host: host.to_string(), port: parsed.port().unwrap_or(50050), staging })
 }
 
 /// The checked settings of `pos-etl enrich`.
@@ -320,7 +343,7 @@ impl TryFrom<EnrichArgs> for EnrichConfig {
         }
         let run = RunConfig::try_from(args.run)?;
         if args.incremental {
-            local_csv_only(&run)?;
+            incremental_inputs(&run)?;
         }
         let at = |path: &Path| location(path, &run.storage);
         let out = args.out.as_deref().expect("clap requires --out without --postgres");
@@ -355,9 +378,13 @@ fn location(path: &Path, options: &StorageOptions) -> Result<Location, ConfigErr
     }
 }
 
-/// Refuses CSV exports in a bucket to an incremental run: its checkpoint
-/// fingerprints local files.
-fn local_csv_only(run: &RunConfig) -> Result<(), ConfigError> {
+/// Refuses to an incremental run CSV exports in a bucket (its checkpoint
+/// fingerprints local files) and a cluster (its batches are small: they
+/// run here).
+fn incremental_inputs(run: &RunConfig) -> Result<(), ConfigError> {
+    if run.cluster.is_some() {
+        return Err(ConfigError::NotOnCluster("enrich --incremental"));
+    }
     match (&run.events, &run.data) {
         (EventSource::Csv, Location::Object(url)) => {
             let what = "enrich --incremental reads its CSV exports from a local directory";
@@ -385,7 +412,7 @@ impl EnrichConfig {
         let table = |name: &str| Output { destination: Destination::table(&target, name), format: Format::Csv };
         let run = RunConfig::try_from(args.run)?;
         if args.incremental {
-            local_csv_only(&run)?;
+            incremental_inputs(&run)?;
         }
         let rejects = match args.rejects.as_deref() {
             Some(path) => location(path, &run.storage)?,
@@ -439,6 +466,9 @@ impl TryFrom<StreamArgs> for StreamConfig {
         let run = RunConfig::try_from(args.run)?;
         if !matches!(run.events, EventSource::Kafka { .. }) {
             return Err(ConfigError::StreamNeeds { what: "--brokers HOST:PORT (or POS_ETL_BROKERS)" });
+        }
+        if run.cluster.is_some() {
+            return Err(ConfigError::NotOnCluster("stream"));
         }
         let metrics = args.metrics.as_deref().map(|path| location(path, &run.storage)).transpose()?;
         if let Some(Location::Object(url)) = &metrics {
@@ -610,6 +640,16 @@ fn output(location: Location, format: Option<Format>, storage: &StorageOptions) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_is_named_by_its_scheduler_as_a_df_url() {
+        let target = |url: &str| cluster_target(url, PathBuf::from("/shared")).map(|t| (t.host, t.port));
+        assert_eq!(target("df://sched-1:50060").unwrap(), ("sched-1".to_string(), 50060));
+        assert_eq!(target("df://10.0.0.5").unwrap(), ("10.0.0.5".to_string(), 50050));
+        for bad in ["http://sched-1:50050", "sched-1:50050", "df://", "df://sched-1:50050/jobs"] {
+            assert!(matches!(target(bad), Err(ConfigError::ClusterUrl(_))), "{bad}");
+        }
+    }
 
     #[test]
     fn kafka_settings_merge_the_config_file_and_dash_x() {

@@ -55,20 +55,33 @@ pub async fn run(job: &Job<'_>, progress: &Progress, commit: &mut Commit) -> any
     let enriched_writer = job.enriched.open(commit)?;
     let current_writer = job.current_inventory.map(|output| output.open(commit)).transpose()?;
     let (tables, inputs) = open_inputs(job, progress).await?;
-    let planned = plan(job, tables, None).await?;
-    run_on(job, &planned, inputs, (enriched_writer, current_writer), progress, |_| Ok(())).await
+    let writers = (enriched_writer, current_writer);
+    let Some(target) = &job.run.cluster else {
+        let planned = plan(job, tables, None, None).await?;
+        return run_on(job, &planned, inputs, writers, progress, |_| Ok(())).await;
+    };
+    // The same rules, with enriched run by the cluster over the inputs
+    // staged for it (read and checked here, so rejects are as locally).
+    let cluster = target.session(job.run.resources).await?;
+    let started = std::time::Instant::now();
+    let staged = target.stage(tables, job.run.resources).await?;
+    progress.println(&format!("pos-etl: staged the inputs for the cluster in {:.1} s", started.elapsed().as_secs_f64()));
+    let planned = plan(job, staged.tables(), staged.stock_state(), Some(&cluster)).await?;
+    run_on(job, &planned, inputs, writers, progress, |_| Ok(())).await
 }
 
 /// Plans the rules of `job` over `tables` (and `state`, the stock carried
-/// into an incremental run's rules) in a new session.
+/// into an incremental run's rules) in a new session; `enriched` to run on
+/// `cluster` if given.
 pub async fn plan(
     job: &Job<'_>,
     tables: Vec<(Table, Arc<dyn TableProvider>)>,
     state: Option<Arc<dyn TableProvider>>,
+    cluster: Option<&pipeline::Cluster>,
 ) -> anyhow::Result<Planned> {
     let ctx = pipeline::new_session(job.run.resources)?;
     let outputs = pipeline::enrich(&ctx, tables, state, job.rules).await.context("running the SQL rules")?;
-    Ok(outputs.plan(job.current_inventory.is_some()).await.context("planning the output views")?)
+    Ok(outputs.plan(job.current_inventory.is_some(), cluster).await.context("planning the output views")?)
 }
 
 /// Runs `planned` (the rules of `job`) on what its tables now hold, into
@@ -117,11 +130,14 @@ pub async fn run_on(
     let rejects = account_reads(&reads, &mut summary);
     summary.rows_written = enriched.rows;
     summary.rows_unread = enriched.unread;
-    summary.duplicates = inputs.duplicates + planned.duplicates();
     // Rows written again from events of earlier runs were not read by this one.
     let rows_of_reads = (enriched.rows + enriched.unread).saturating_sub(inputs.refed);
-    summary.left_out_by_rules =
-        summary.events_read.saturating_sub(event_rejects(&summary) + summary.duplicates + rows_of_reads);
+    let dropped = summary.events_read.saturating_sub(event_rejects(&summary) + inputs.duplicates + rows_of_reads);
+    // On a cluster the rules' count of duplicates stays on the executors:
+    // what they dropped is counted as duplicates (all the built-in rules drop).
+    let by_rules = planned.duplicates().unwrap_or(dropped);
+    summary.duplicates = inputs.duplicates + by_rules;
+    summary.left_out_by_rules = dropped.saturating_sub(by_rules);
     summary.unmatched_lookups = unmatched;
     summary.outputs.push(OutputCounts::new(pipeline::ENRICHED, &job.enriched.destination, enriched));
     if let (Some(output), Some(written)) = (job.current_inventory, current) {

@@ -65,7 +65,7 @@ impl Engine {
             let batches = of_table.flat_map(|read| std::mem::take(&mut read.batches)).collect();
             tables.push((table, pipeline::memory_table(table, batches, partitions)?));
         }
-        let planned = enrichment::plan(job, tables, Some(stock.table(1)?)).await?;
+        let planned = enrichment::plan(job, tables, Some(stock.table(1)?), None).await?;
         Ok(Engine { planned, snapshots, changes, stock })
     }
 

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod enrichment;

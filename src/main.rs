@@ -30,5 +30,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Stream(args) => commands::stream::run(&StreamConfig::try_from(args)?).await.map(drop),
         Command::Produce(args) => commands::produce::run(&ProduceConfig::try_from(args)?).await.map(drop),
         Command::Generate(args) => commands::generate::run(&args).map(drop),
+        Command::Cluster(command) => commands::cluster::run(command).await,
     }
 }

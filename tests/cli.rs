@@ -1,6 +1,7 @@
 //! Integration tests of the `pos-etl` binary, one module per subcommand
 //! (one test binary, one link step).
 
+mod cluster;
 mod common;
 mod delta;
 mod enrich_rules;

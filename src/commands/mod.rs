@@ -1,5 +1,6 @@
 //! One module per subcommand; each turns a checked config into a run.
 
+pub mod cluster;
 pub mod enrich;
 pub mod generate;
 pub mod produce;

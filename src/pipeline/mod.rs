@@ -27,7 +27,7 @@ use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execut
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, ScalarUDF, WindowUDF};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::sql::parser::DFParser;
 
@@ -88,12 +88,20 @@ pub struct Outputs {
 
 impl Outputs {
     /// Plans `enriched`, and `current_inventory` if asked, for execution:
-    /// once by a full run, once for all its batches by `stream`.
-    pub async fn plan(self, with_current_inventory: bool) -> Result<Planned, PipelineError> {
+    /// once by a full run, once for all its batches by `stream`. With a
+    /// `cluster` session, `enriched` runs there (its tables must be ones
+    /// the cluster can read) and `current_inventory` here, fed its rows.
+    pub async fn plan(self, with_current_inventory: bool, cluster: Option<&Cluster>) -> Result<Planned, PipelineError> {
         let plan_error = |source| PipelineError::Start { source };
-        let (state, enriched) = self.enriched.into_parts();
-        let task = Arc::new(TaskContext::from(&state));
-        let enriched = state.create_physical_plan(&enriched).await.map_err(plan_error)?;
+        let (local, enriched) = self.enriched.into_parts();
+        let task = Arc::new(TaskContext::from(&local));
+        let (enriched, enriched_task) = match cluster {
+            None => (local.create_physical_plan(&enriched).await.map_err(plan_error)?, task.clone()),
+            Some(cluster) => {
+                let remote = cluster.session.state();
+                (remote.create_physical_plan(&enriched).await.map_err(plan_error)?, Arc::new(TaskContext::from(&remote)))
+            }
+        };
         let (current_inventory, feed) = match with_current_inventory {
             false => (None, None),
             true => {
@@ -103,20 +111,40 @@ impl Outputs {
                 (Some(plan), reads_enriched.then_some(self.feed))
             }
         };
-        Ok(Planned { task, enriched, current_inventory, feed, duplicates: self.duplicates })
+        Ok(Planned {
+            task,
+            enriched: (enriched, enriched_task),
+            current_inventory,
+            feed,
+            duplicates: cluster.is_none().then_some(self.duplicates),
+            cluster: cluster.map(|cluster| cluster.name.clone()),
+        })
     }
+}
+
+/// A Ballista cluster's session, for [`Outputs::plan`].
+pub struct Cluster {
+    /// A session whose plans run on the cluster, with the settings of
+    /// [`session_config`] and [`own_functions`].
+    pub session: SessionContext,
+    /// The cluster, as errors name it.
+    pub name: String,
 }
 
 /// The output views planned: physical plans that can be executed again,
 /// each time on what the input tables then hold.
 pub struct Planned {
     task: Arc<TaskContext>,
-    enriched: Arc<dyn ExecutionPlan>,
+    /// `enriched`, and the context it runs in (a cluster's, or `task`).
+    enriched: (Arc<dyn ExecutionPlan>, Arc<TaskContext>),
     current_inventory: Option<Arc<dyn ExecutionPlan>>,
     /// Feeds `current_inventory` with `enriched`'s rows, if it reads them.
     feed: Option<Feed>,
-    /// Records the rules dropped as sent again, in the current execution.
-    duplicates: Arc<AtomicU64>,
+    /// Records the rules dropped as duplicates, in the current execution;
+    /// not known when they run on a cluster (the count stays there).
+    duplicates: Option<Arc<AtomicU64>>,
+    /// The cluster `enriched` runs on, if any.
+    cluster: Option<String>,
 }
 
 impl Planned {
@@ -129,13 +157,19 @@ impl Planned {
         // Operators keep what they built (a join's hash table, a
         // repartition's channels) for their one execution: fresh copies.
         let fresh = |plan: &Arc<dyn ExecutionPlan>| reset_plan_states(plan.clone()).map_err(start_error);
-        self.duplicates.store(0, Ordering::Relaxed);
+        if let Some(duplicates) = &self.duplicates {
+            duplicates.store(0, Ordering::Relaxed);
+        }
         let sender = self.feed.as_ref().map(Feed::arm);
         let current_inventory = match &self.current_inventory {
             Some(plan) => Some(execute_stream(fresh(plan)?, self.task.clone()).map_err(start_error)?),
             None => None,
         };
-        let enriched = execute_stream(fresh(&self.enriched)?, self.task.clone()).map_err(start_error)?;
+        let (plan, task) = &self.enriched;
+        let mut enriched = execute_stream(fresh(plan)?, task.clone()).map_err(start_error)?;
+        if let Some(cluster) = &self.cluster {
+            enriched = naming(cluster.clone(), enriched);
+        }
         let enriched = match sender {
             Some(sender) => Feed::tee(sender, enriched),
             None => enriched,
@@ -144,10 +178,18 @@ impl Planned {
     }
 
     /// The records the rules have dropped as duplicates in the current
-    /// execution so far (all of them, once `enriched` has been computed).
-    pub fn duplicates(&self) -> u64 {
-        self.duplicates.load(Ordering::Relaxed)
+    /// execution so far (all of them, once `enriched` has been computed);
+    /// `None` when they ran on a cluster.
+    pub fn duplicates(&self) -> Option<u64> {
+        self.duplicates.as_ref().map(|duplicates| duplicates.load(Ordering::Relaxed))
     }
+}
+
+/// `stream` with its errors saying that they come from `cluster`.
+fn naming(cluster: String, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    let schema = stream.schema();
+    let batches = stream.map(move |batch| batch.map_err(|e| e.context(format!("running the rules on {cluster}"))));
+    Box::pin(RecordBatchStreamAdapter::new(schema, batches))
 }
 
 /// `frame` with `is_duplicate` evaluated but not counted. Only `enriched`
@@ -229,9 +271,23 @@ impl Resources {
 /// A DataFusion session for the rules: `threads` partitions, and operators
 /// that spill to the temporary directory beyond the memory limit.
 pub fn new_session(resources: Resources) -> Result<SessionContext, PipelineError> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_disk_manager_builder(DiskManagerBuilder::default().with_max_spill_merge_fan_in(resources.merge_fan_in()))
+        .with_memory_pool(Arc::new(memory::SpillPool::new(resources.memory_limit)))
+        .build_arc()
+        .map_err(|source| PipelineError::Start { source })?;
+    let ctx = SessionContext::new_with_config_rt(session_config(SessionConfig::new(), resources), runtime);
+    register_functions(&ctx);
+    Ok(ctx)
+}
+
+/// `config` with the settings the rules are planned with: `threads`
+/// partitions, and the choices below. A cluster's session (see
+/// [`crate::cluster`]) starts from Ballista's config and adds the same.
+pub fn session_config(config: SessionConfig, resources: Resources) -> SessionConfig {
     // SQL's VARCHAR stays plain Utf8, so every text column of the outputs has
     // the same Arrow type (and Parquet readers see one kind of string).
-    let config = SessionConfig::new()
+    config
         .with_information_schema(false)
         .with_target_partitions(resources.threads.max(1))
         // Sorted runs spilled compressed: less to write and read back, for
@@ -246,17 +302,33 @@ pub fn new_session(resources: Resources) -> Result<SessionContext, PipelineError
         // alternative repartitions every event by the lookup key and loses
         // the stock order the windows sorted them into.
         .set_usize("datafusion.optimizer.hash_join_single_partition_threshold", 1 << 30)
-        .set_usize("datafusion.optimizer.hash_join_single_partition_threshold_rows", 50_000_000);
-    let runtime = RuntimeEnvBuilder::new()
-        .with_disk_manager_builder(DiskManagerBuilder::default().with_max_spill_merge_fan_in(resources.merge_fan_in()))
-        .with_memory_pool(Arc::new(memory::SpillPool::new(resources.memory_limit)))
-        .build_arc()
-        .map_err(|source| PipelineError::Start { source })?;
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
-    for function in functions::window_functions() {
+        .set_usize("datafusion.optimizer.hash_join_single_partition_threshold_rows", 50_000_000)
+}
+
+/// Registers pos-etl's own functions in `ctx`, by the names the rules call.
+pub fn register_functions(ctx: &SessionContext) {
+    let OwnFunctions { scalar, window } = own_functions();
+    for function in scalar {
+        ctx.register_udf(function);
+    }
+    for function in window {
         ctx.register_udwf(function);
     }
-    Ok(ctx)
+}
+
+/// The functions pos-etl adds to DataFusion's for the rules.
+pub struct OwnFunctions {
+    /// `is_duplicate`, counting nothing (a run's session registers its
+    /// counting one over it).
+    pub scalar: Vec<ScalarUDF>,
+    /// `repeats_previous` and `stock_level`.
+    pub window: Vec<WindowUDF>,
+}
+
+/// pos-etl's functions: what every process that plans or runs the rules
+/// must know by name, a Ballista scheduler and executor as well.
+pub fn own_functions() -> OwnFunctions {
+    OwnFunctions { scalar: vec![DuplicateCounter::udf(None)], window: functions::window_functions() }
 }
 
 /// `batches` of `table` as an in-memory table of `partitions` partitions.
@@ -383,7 +455,7 @@ mod tests {
             tables.push((table, memory_table(table, rows(table, csv), 2).unwrap()));
         }
         let ctx = new_session(Resources { threads: 2, memory_limit: 64 << 20 }).unwrap();
-        enrich(&ctx, tables, None, &Rules::builtin()).await.unwrap().plan(true).await.unwrap()
+        enrich(&ctx, tables, None, &Rules::builtin()).await.unwrap().plan(true, None).await.unwrap()
     }
 
     /// Both outputs of one execution, as text, and the duplicates it counted.
@@ -392,7 +464,7 @@ mod tests {
         let collect = datafusion::physical_plan::common::collect;
         let (enriched, current) = futures::future::try_join(collect(enriched), collect(current.unwrap())).await.unwrap();
         let text = |batches: &[RecordBatch]| arrow::util::pretty::pretty_format_batches(batches).unwrap().to_string();
-        (text(&enriched), text(&current), planned.duplicates())
+        (text(&enriched), text(&current), planned.duplicates().expect("counted locally"))
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 //! working directory and stderr.
 
 pub mod broker;
+pub mod cluster;
 pub mod delta;
 pub mod postgres;
 pub mod s3;

@@ -75,18 +75,25 @@ pub fn wait_for_line(output: impl Read + Send + 'static, ready: &str, within: Du
 /// Reads `output` line by line on a thread of its own, appending every line
 /// to `log`; the returned receiver gets a message for each line containing `wanted`.
 pub fn follow_lines(output: impl Read + Send + 'static, wanted: &str, log: PathBuf) -> mpsc::Receiver<()> {
-    let (seen, wait) = mpsc::channel();
-    let wanted = wanted.to_string();
+    follow_each(output, &[wanted], log).pop().expect("one receiver per text")
+}
+
+/// As [`follow_lines`], with a receiver per text of `wanted`, in its order.
+pub fn follow_each(output: impl Read + Send + 'static, wanted: &[&str], log: PathBuf) -> Vec<mpsc::Receiver<()>> {
+    let (senders, receivers): (Vec<_>, Vec<_>) = wanted.iter().map(|_| mpsc::channel()).unzip();
+    let wanted: Vec<String> = wanted.iter().map(|text| text.to_string()).collect();
     std::thread::spawn(move || {
         let mut log = std::fs::File::create(log).expect("create the log");
         for line in BufReader::new(output).lines() {
             let Ok(line) = line else { break };
             use std::io::Write;
             let _ = writeln!(log, "{line}");
-            if line.contains(&wanted) {
-                let _ = seen.send(());
+            for (text, seen) in wanted.iter().zip(&senders) {
+                if line.contains(text.as_str()) {
+                    let _ = seen.send(());
+                }
             }
         }
     });
-    wait
+    receivers
 }
