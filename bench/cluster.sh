@@ -58,13 +58,20 @@ cluster_runs() {
     # SIGTERM to the processes under time(1); then their peaks.
     for pid in "${pids[@]}"; do pkill -TERM -P "$pid" || true; done
     for pid in "${pids[@]}"; do wait "$pid" || true; done
+    # Per stage of the last job: its tasks, their summed and longest time
+    # (the executors log "Finished task : [TID job/stage.attempt/partition] in T").
+    stages=$(cat "$work"/executor-*.log | awk '
+        /Finished task/ { split($0, a, "TID "); split(a[2], b, "/"); job = b[1]; stage = b[2] + 0
+            t = $NF; ms = t ~ /ms$/ ? t + 0 : (t ~ /µs$/ ? t / 1000 : t * 1000)
+            last = job; n[job, stage]++; sum[job, stage] += ms; if (ms > max[job, stage]) max[job, stage] = ms; seen[job, stage] = 1 }
+        END { for (k in seen) { split(k, p, SUBSEP); if (p[1] == last) printf "  stage %d: %d tasks, %.1f s in all, longest %.1f s\n", p[2], n[k], sum[k] / 1000, max[k] / 1000 } }' | sort -n -k2)
     nodes_rss="scheduler $(( $(cat "$work/rss-scheduler") / 1024 )) MiB"
     for index in $(seq "$executors"); do
         nodes_rss+=", executor $index $(( $(cat "$work/rss-executor-$index") / 1024 )) MiB"
     done
 }
 
-local_times=(); local_rss=()
+local_times=(); local_rss=(); stage_lines=()
 for _ in $(seq "$runs"); do
     read -r seconds kib < <(timed "$pos_etl" enrich --data "$work/data" --out "$work/local.csv" --current-out "$work/local-current.csv" --progress never)
     local_times+=("$seconds"); local_rss+=("$kib")
@@ -83,4 +90,7 @@ for executors in 1 2; do
     cluster_runs "$executors"
     t=$(median "${times[@]}")
     echo "| cluster, $executors executor(s) of $(( cores / executors )) task slot(s) | $t | $(ratio "$t" "$lt") | $(mib "$(median "${rss[@]}")") | $(median "${staged[@]}") | $nodes_rss |"
+    stage_lines+=("tasks of the last job on $executors executor(s):" "$stages")
 done
+echo
+printf '%s\n' "${stage_lines[@]}"
