@@ -37,12 +37,15 @@ cluster_runs() {
     port=$(free_port)
     /usr/bin/time -f '%M' -o "$work/rss-scheduler" "$pos_etl" cluster scheduler --bind "127.0.0.1:$port" 2>"$work/scheduler.log" &
     pids+=($!)
+    on_exit "pkill -TERM -P $! 2>/dev/null || true"
     wait_for "$work/scheduler.log" "scheduler listening"
     for index in $(seq "$executors"); do
+        mkdir -p "$work/executor-$index"
         /usr/bin/time -f '%M' -o "$work/rss-executor-$index" "$pos_etl" cluster executor --scheduler "127.0.0.1:$port" \
             --bind "127.0.0.1:$(free_port)" --grpc-port "$(free_port)" --concurrent-tasks "$tasks" \
-            --work-dir "$work" 2>"$work/executor-$index.log" &
+            --work-dir "$work/executor-$index" 2>"$work/executor-$index.log" &
         pids+=($!)
+        on_exit "pkill -TERM -P $! 2>/dev/null || true"
         wait_for "$work/executor-$index.log" "registered with the scheduler"
     done
     times=(); rss=(); staged=()

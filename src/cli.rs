@@ -82,10 +82,6 @@ pub struct SchedulerArgs {
     #[arg(long, value_name = "HOST:PORT", default_value = "0.0.0.0:50050")]
     pub bind: std::net::SocketAddr,
 
-    /// The host name clients and executors reach this scheduler by [default: the bind address].
-    #[arg(long, value_name = "HOST")]
-    pub external_host: Option<String>,
-
     /// How long an executor may go without a heartbeat before it is taken
     /// for dead and its tasks are run again on the others.
     #[arg(long, value_name = "DURATION", default_value = "180s", value_parser = parse_duration)]
@@ -124,7 +120,8 @@ pub struct ExecutorArgs {
     #[arg(long, value_name = "PORT")]
     pub grpc_port: Option<u16>,
 
-    /// The host name the scheduler and the other executors reach this one by [default: the bind address].
+    /// The host name the scheduler and the other executors reach this one
+    /// by [default: the address the scheduler sees it connect from].
     #[arg(long, value_name = "HOST")]
     pub external_host: Option<String>,
 
@@ -410,13 +407,13 @@ gives it fails naming the flags to change. Accepts 512MiB, 2GiB, 1.5G, or plain 
 
     /// Run the rules on an Apache DataFusion Ballista cluster, named by its
     /// scheduler (see pos-etl cluster --help); needs --cluster-staging.
-    #[arg(long, value_name = "df://HOST:PORT", env = "POS_ETL_CLUSTER", requires = "cluster_staging")]
+    #[arg(long, value_name = "df://HOST:PORT", requires = "cluster_staging")]
     pub cluster: Option<String>,
 
     /// With --cluster: a directory that the scheduler and every executor
     /// see at the same path (a shared filesystem), where the run stages its
     /// checked inputs as Parquet for the cluster (removed after the run).
-    #[arg(long, value_name = "DIR", env = "POS_ETL_CLUSTER_STAGING")]
+    #[arg(long, value_name = "DIR", requires = "cluster")]
     pub cluster_staging: Option<PathBuf>,
 
     /// Kafka connection: with --brokers, events come from topics instead of CSV files.

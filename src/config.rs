@@ -303,9 +303,14 @@ impl TryFrom<RunArgs> for RunConfig {
 /// The scheduler named by `url` (df://HOST:PORT, the port 50050 if left
 /// out), with its staging directory.
 fn cluster_target(url: &str, staging: PathBuf) -> Result<ClusterTarget, ConfigError> {
-    let bad = || ConfigError::ClusterUrl(url.to_string());
-    let parsed = url::Url::parse(url).map_err(|_| bad())?;
-    let host = parsed.host_str().filter(|_| parsed.scheme() == "df" && parsed.path().trim_matches('/').is_empty()).ok_or_else(bad)?;
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Err(ConfigError::ClusterUrl(url.to_string()));
+    };
+    // A scheduler takes no credentials: a URL with some is wrong, and is
+    // not echoed with them.
+    let bad = || ConfigError::ClusterUrl(crate::storage::shown(&parsed));
+    let plain = parsed.scheme() == "df" && parsed.path().trim_matches('/').is_empty() && parsed.username().is_empty() && parsed.password().is_none();
+    let host = parsed.host_str().filter(|_| plain).ok_or_else(bad)?;
     Ok(ClusterTarget { host: host.to_string(), port: parsed.port().unwrap_or(50050), staging })
 }
 
@@ -646,9 +651,11 @@ mod tests {
         let target = |url: &str| cluster_target(url, PathBuf::from("/shared")).map(|t| (t.host, t.port));
         assert_eq!(target("df://sched-1:50060").unwrap(), ("sched-1".to_string(), 50060));
         assert_eq!(target("df://10.0.0.5").unwrap(), ("10.0.0.5".to_string(), 50050));
-        for bad in ["http://sched-1:50050", "sched-1:50050", "df://", "df://sched-1:50050/jobs"] {
+        for bad in ["http://sched-1:50050", "sched-1:50050", "df://", "df://sched-1:50050/jobs", "df://etl@sched-1"] {
             assert!(matches!(target(bad), Err(ConfigError::ClusterUrl(_))), "{bad}");
         }
+        let Err(error) = cluster_target("df://etl:secret@sched-1", PathBuf::new()) else { panic!("credentials are refused") };
+        assert!(!error.to_string().contains("secret"), "{error}");
     }
 
     #[test]

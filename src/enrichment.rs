@@ -54,20 +54,24 @@ pub async fn run(job: &Job<'_>, progress: &Progress, commit: &mut Commit) -> any
     // written fails the run at once.
     let enriched_writer = job.enriched.open(commit)?;
     let current_writer = job.current_inventory.map(|output| output.open(commit)).transpose()?;
-    let (tables, inputs) = open_inputs(job, progress).await?;
     let writers = (enriched_writer, current_writer);
     let Some(target) = &job.run.cluster else {
+        let (tables, inputs) = open_inputs(job, progress).await?;
         let planned = plan(job, tables, None, None).await?;
         return run_on(job, &planned, inputs, writers, progress, |_| Ok(())).await;
     };
     // The same rules, with enriched run by the cluster over the inputs
-    // staged for it (read and checked here, so rejects are as locally).
+    // staged for it (read and checked here, so rejects are as locally);
+    // the scheduler is reached first, before anything is read.
     let cluster = target.session(job.run.resources).await?;
+    let (tables, inputs) = open_inputs(job, progress).await?;
     let started = std::time::Instant::now();
     let staged = target.stage(tables, job.run.resources).await?;
     progress.println(&format!("pos-etl: staged the inputs for the cluster in {:.1} s", started.elapsed().as_secs_f64()));
     let planned = plan(job, staged.tables(), staged.stock_state(), Some(&cluster)).await?;
-    run_on(job, &planned, inputs, writers, progress, |_| Ok(())).await
+    run_on(job, &planned, inputs, writers, progress, |_| Ok(()))
+        .await
+        .with_context(|| format!("running the rules on {target}"))
 }
 
 /// Plans the rules of `job` over `tables` (and `state`, the stock carried

@@ -2,6 +2,8 @@
 //! cluster` scheduler and executors as separate processes) give the bytes
 //! of a local run, and a cluster that fails leaves the outputs as they were.
 
+use std::time::Duration;
+
 use crate::common::cluster::Cluster;
 use crate::common::{CHANGE_HEADER, SNAPSHOT_HEADER, Workdir, summary};
 
@@ -84,18 +86,25 @@ fn an_executor_killed_mid_job_gives_the_full_output_or_leaves_the_previous_one()
         &["enrich", "--cluster", &url, "--cluster-staging", "staging", "--out", "enriched.csv"],
         &[],
     );
-    let child = run.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = run.stderr(std::process::Stdio::piped()).spawn().unwrap();
     let executor = cluster.executor(0);
-    executor.tasks.recv_timeout(std::time::Duration::from_secs(120)).expect("executor 0 starts a task");
+    if executor.tasks.recv_timeout(Duration::from_secs(120)).is_err() {
+        let _ = child.kill();
+        panic!("executor 0 started no task within 120 s:\n{}", cluster.log("scheduler.log"));
+    }
     executor.kill();
-    let output = child.wait_with_output().unwrap();
+    // Ballista takes the executor for dead after 5 s without a heartbeat.
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output().unwrap()));
+    let output = finished.recv_timeout(Duration::from_secs(120)).expect("the run ends within 120 s of the kill");
     let stderr = String::from_utf8_lossy(&output.stderr);
     match output.status.code() {
         // Ballista ran the lost tasks again on the other executor.
         Some(0) => {
             let (got, want) = (work.read("enriched.csv"), work.read("local.csv"));
             assert!(got == want, "a completed job gives the local run's rows: {} lines, not {}: {stderr}", got.lines().count(), want.lines().count());
-            assert!(cluster.log("scheduler.log").contains("on lost Executor"), "the killed executor's tasks ran again");
+            let log = cluster.log("scheduler.log");
+            assert!(log.contains("Removing executor") || log.contains("FetchPartitionError"), "the scheduler handled the loss:\n{log}");
         }
         Some(1) => {
             assert_eq!(work.read("enriched.csv"), "the previous output\n", "a failed job leaves the output");
@@ -121,6 +130,9 @@ fn a_stopped_scheduler_fails_the_run_naming_it_and_leaves_the_output() {
     assert!(run.stderr().contains(&format!("cannot reach the Ballista scheduler at {url}")), "{}", run.stderr());
     assert_eq!(work.read("enriched.csv"), "the previous output\n");
     assert_eq!(std::fs::read_dir(work.path().join("staging")).unwrap().count(), 0, "nothing staged");
+    let run = work.run(&["enrich", "--cluster", &url, "--cluster-staging", "no-such-dir", "--out", "enriched.csv"]);
+    run.expect_code(1);
+    assert!(run.stderr().contains("--cluster-staging no-such-dir is not a directory"), "{}", run.stderr());
 }
 
 #[test]

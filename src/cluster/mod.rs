@@ -57,6 +57,9 @@ impl ClusterTarget {
     /// cannot be reached (Ballista itself would only find out when a plan
     /// runs, after the inputs have been staged).
     pub async fn session(&self, resources: Resources) -> anyhow::Result<pipeline::Cluster> {
+        if !self.staging.is_dir() {
+            anyhow::bail!("--cluster-staging {} is not a directory: give one that the scheduler and every executor see at this path", self.staging.display());
+        }
         let address = (self.host.as_str(), self.port);
         match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address)).await {
             Ok(Ok(_)) => {}
@@ -68,25 +71,16 @@ impl ClusterTarget {
             // executor dies (apache/datafusion-ballista#1986); the static one does.
             .set_bool(ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED, false)
             .with_ballista_broadcast_join_threshold_bytes(1 << 30)
-            // The staged files hold plain Utf8, the type of the rules' tables.
-            .set_bool("datafusion.execution.parquet.schema_force_view_types", false);
+            // Ballista joins by sort-merge: every event repartitioned by each
+            // lookup's key and sorted again. The lookups are small, and
+            // broadcast to every task, as in a local run, they keep the stock order.
+            .set_bool("datafusion.optimizer.prefer_hash_join", true);
         let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
         let url = format!("df://{}:{}", self.host, self.port);
-        let session = SessionContext::remote_with_state(&url, state).await.with_context(|| format!("connecting to {self}"))?;
-        // Ballista's session joins by sort-merge, every event repartitioned
-        // by each lookup's key and sorted again; the lookups are small, and
-        // broadcast to every task as in a local run they keep the stock order.
-        {
-            let state = session.state_ref();
-            let mut state = state.write();
-            let optimizer = &mut state.config_mut().options_mut().optimizer;
-            optimizer.prefer_hash_join = true;
-            optimizer.hash_join_single_partition_threshold = 1 << 30;
-            optimizer.hash_join_single_partition_threshold_rows = 50_000_000;
-        }
+        let mut session = SessionContext::remote_with_state(&url, state).await.with_context(|| format!("connecting to {self}"))?;
         // Ballista's session replaces the function lists: pos-etl's go in after.
-        pipeline::register_functions(&session);
-        Ok(pipeline::Cluster { session, name: self.to_string() })
+        pipeline::register_functions(&mut session)?;
+        Ok(pipeline::Cluster { session })
     }
 
     /// Writes the rows of every table in `tables` as Parquet under a new

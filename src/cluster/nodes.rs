@@ -13,7 +13,6 @@ use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
-use datafusion::execution::FunctionRegistry;
 use datafusion::execution::context::SessionConfig;
 
 use crate::pipeline;
@@ -23,8 +22,6 @@ use crate::pipeline;
 pub struct SchedulerSettings {
     /// Where it listens for clients and executors.
     pub bind: SocketAddr,
-    /// The name executors and clients reach it by, if not the bind address.
-    pub external_host: Option<String>,
     /// How long an executor may go without a heartbeat before its tasks
     /// are run again elsewhere.
     pub executor_timeout: Duration,
@@ -62,29 +59,21 @@ pub fn init_logging() {
 
 /// Runs a scheduler until SIGINT or SIGTERM.
 pub async fn run_scheduler(settings: SchedulerSettings) -> anyhow::Result<()> {
-    let external_host = settings.external_host.unwrap_or_else(|| settings.bind.ip().to_string());
     let config = SchedulerConfig {
         bind_host: settings.bind.ip().to_string(),
         bind_port: settings.bind.port(),
-        external_host,
         executor_timeout_seconds: settings.executor_timeout.as_secs().max(1),
         no_executors_grace_period_seconds: settings.executor_timeout.as_secs().max(1),
         expire_dead_executor_interval_seconds: (settings.executor_timeout.as_secs() / 4).clamp(1, 15),
         override_session_builder: Some(Arc::new(|config: SessionConfig| {
             let mut state = ballista_core::utils::default_session_builder(config)?;
-            let pipeline::OwnFunctions { scalar, window } = pipeline::own_functions();
-            for function in scalar {
-                state.register_udf(Arc::new(function))?;
-            }
-            for function in window {
-                state.register_udwf(Arc::new(function))?;
-            }
+            pipeline::register_functions(&mut state)?;
             Ok(state)
         })),
         ..Default::default()
     };
     let cluster = BallistaCluster::new_from_config(&config).await.context("starting the scheduler")?;
-    eprintln!("pos-etl: scheduler listening on {}", settings.bind);
+    tokio::spawn(say_when_listening(settings.bind));
     tokio::select! {
         served = start_server(cluster, settings.bind, Arc::new(config)) => served.with_context(|| format!("scheduler on {}", settings.bind)),
         () = stop_signal() => {
@@ -97,14 +86,11 @@ pub async fn run_scheduler(settings: SchedulerSettings) -> anyhow::Result<()> {
 /// Runs an executor until SIGINT or SIGTERM (its running tasks are
 /// drained first) or until the scheduler stops it.
 pub async fn run_executor(settings: ExecutorSettings) -> anyhow::Result<()> {
-    let pipeline::OwnFunctions { scalar, window } = pipeline::own_functions();
+    // Ballista's registry does not implement registering: its maps are filled.
     let mut registry = BallistaFunctionRegistry::default();
-    for function in scalar {
-        registry.scalar_functions.insert(function.name().to_string(), Arc::new(function));
-    }
-    for function in window {
-        registry.window_functions.insert(function.name().to_string(), Arc::new(function));
-    }
+    let (scalar, window) = pipeline::own_functions();
+    registry.scalar_functions.extend(scalar.into_iter().map(|function| (function.name().to_string(), function)));
+    registry.window_functions.extend(window.into_iter().map(|function| (function.name().to_string(), function)));
     let config = ExecutorProcessConfig {
         bind_host: settings.bind.ip().to_string(),
         port: settings.bind.port(),
@@ -132,6 +118,19 @@ pub async fn run_executor(settings: ExecutorSettings) -> anyhow::Result<()> {
         eprintln!("pos-etl: executor {id} registered with the scheduler at {scheduler}");
     });
     start_executor_process(Arc::new(config)).await.context("running the executor")
+}
+
+/// Says on stderr, once, that the scheduler is listening: when its port
+/// takes a connection (for whoever starts it and waits for it).
+async fn say_when_listening(bind: SocketAddr) {
+    let mut address = bind;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    while tokio::net::TcpStream::connect(address).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("pos-etl: scheduler listening on {bind}");
 }
 
 /// Resolves on SIGINT or SIGTERM.

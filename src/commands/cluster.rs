@@ -13,7 +13,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
 }
 
 fn scheduler(args: SchedulerArgs) -> SchedulerSettings {
-    SchedulerSettings { bind: args.bind, external_host: args.external_host, executor_timeout: args.executor_timeout }
+    SchedulerSettings { bind: args.bind, executor_timeout: args.executor_timeout }
 }
 
 fn executor(args: ExecutorArgs) -> ExecutorSettings {

@@ -27,6 +27,7 @@ use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execut
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{Expr, ScalarUDF, WindowUDF};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::sql::parser::DFParser;
@@ -117,18 +118,15 @@ impl Outputs {
             current_inventory,
             feed,
             duplicates: cluster.is_none().then_some(self.duplicates),
-            cluster: cluster.map(|cluster| cluster.name.clone()),
         })
     }
 }
 
-/// A Ballista cluster's session, for [`Outputs::plan`].
+/// A Ballista cluster's session, for [`Outputs::plan`]: plans run on the
+/// cluster, with the settings of [`session_config`] and pos-etl's functions.
 pub struct Cluster {
-    /// A session whose plans run on the cluster, with the settings of
-    /// [`session_config`] and [`own_functions`].
+    /// The session.
     pub session: SessionContext,
-    /// The cluster, as errors name it.
-    pub name: String,
 }
 
 /// The output views planned: physical plans that can be executed again,
@@ -143,8 +141,6 @@ pub struct Planned {
     /// Records the rules dropped as duplicates, in the current execution;
     /// not known when they run on a cluster (the count stays there).
     duplicates: Option<Arc<AtomicU64>>,
-    /// The cluster `enriched` runs on, if any.
-    cluster: Option<String>,
 }
 
 impl Planned {
@@ -166,10 +162,7 @@ impl Planned {
             None => None,
         };
         let (plan, task) = &self.enriched;
-        let mut enriched = execute_stream(fresh(plan)?, task.clone()).map_err(start_error)?;
-        if let Some(cluster) = &self.cluster {
-            enriched = naming(cluster.clone(), enriched);
-        }
+        let enriched = execute_stream(fresh(plan)?, task.clone()).map_err(start_error)?;
         let enriched = match sender {
             Some(sender) => Feed::tee(sender, enriched),
             None => enriched,
@@ -183,13 +176,6 @@ impl Planned {
     pub fn duplicates(&self) -> Option<u64> {
         self.duplicates.as_ref().map(|duplicates| duplicates.load(Ordering::Relaxed))
     }
-}
-
-/// `stream` with its errors saying that they come from `cluster`.
-fn naming(cluster: String, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
-    let schema = stream.schema();
-    let batches = stream.map(move |batch| batch.map_err(|e| e.context(format!("running the rules on {cluster}"))));
-    Box::pin(RecordBatchStreamAdapter::new(schema, batches))
 }
 
 /// `frame` with `is_duplicate` evaluated but not counted. Only `enriched`
@@ -276,8 +262,8 @@ pub fn new_session(resources: Resources) -> Result<SessionContext, PipelineError
         .with_memory_pool(Arc::new(memory::SpillPool::new(resources.memory_limit)))
         .build_arc()
         .map_err(|source| PipelineError::Start { source })?;
-    let ctx = SessionContext::new_with_config_rt(session_config(SessionConfig::new(), resources), runtime);
-    register_functions(&ctx);
+    let mut ctx = SessionContext::new_with_config_rt(session_config(SessionConfig::new(), resources), runtime);
+    register_functions(&mut ctx).map_err(|source| PipelineError::Start { source })?;
     Ok(ctx)
 }
 
@@ -305,30 +291,26 @@ pub fn session_config(config: SessionConfig, resources: Resources) -> SessionCon
         .set_usize("datafusion.optimizer.hash_join_single_partition_threshold_rows", 50_000_000)
 }
 
-/// Registers pos-etl's own functions in `ctx`, by the names the rules call.
-pub fn register_functions(ctx: &SessionContext) {
-    let OwnFunctions { scalar, window } = own_functions();
+/// Registers pos-etl's functions in `registry` (a session, a Ballista
+/// scheduler's or executor's), by the names the rules call them: every
+/// process that plans or runs the rules must know them. `is_duplicate`
+/// counts nothing here; a run's session registers its counting one over it.
+pub fn register_functions(registry: &mut dyn FunctionRegistry) -> datafusion::error::Result<()> {
+    let (scalar, window) = own_functions();
     for function in scalar {
-        ctx.register_udf(function);
+        registry.register_udf(function)?;
     }
     for function in window {
-        ctx.register_udwf(function);
+        registry.register_udwf(function)?;
     }
+    Ok(())
 }
 
-/// The functions pos-etl adds to DataFusion's for the rules.
-pub struct OwnFunctions {
-    /// `is_duplicate`, counting nothing (a run's session registers its
-    /// counting one over it).
-    pub scalar: Vec<ScalarUDF>,
-    /// `repeats_previous` and `stock_level`.
-    pub window: Vec<WindowUDF>,
-}
-
-/// pos-etl's functions: what every process that plans or runs the rules
-/// must know by name, a Ballista scheduler and executor as well.
-pub fn own_functions() -> OwnFunctions {
-    OwnFunctions { scalar: vec![DuplicateCounter::udf(None)], window: functions::window_functions() }
+/// pos-etl's scalar and window functions, for a registry that takes them
+/// otherwise than by [`register_functions`] (a Ballista executor's).
+pub fn own_functions() -> (Vec<Arc<ScalarUDF>>, Vec<Arc<WindowUDF>>) {
+    let window = functions::window_functions().into_iter().map(Arc::new).collect();
+    (vec![Arc::new(DuplicateCounter::udf(None))], window)
 }
 
 /// `batches` of `table` as an in-memory table of `partitions` partitions.

@@ -210,7 +210,7 @@ pub fn io_runtime() -> tokio::runtime::Handle {
 }
 
 /// `url` as messages show it: without its password and query (a SAS token).
-fn shown(url: &Url) -> String {
+pub fn shown(url: &Url) -> String {
     let mut url = url.clone();
     if url.password().is_some() {
         let _ = url.set_password(Some("***"));
