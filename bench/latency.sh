@@ -18,6 +18,8 @@
 # two plots (latency and insert time against rows per batch, fitted trend)
 # as bench/results/latency_*.png.
 # Usage: bench/latency.sh [SECONDS [RATE [KS]]]   (20 s, 1300/s, "1 2 3 4 5 6")
+# A lever is tried with STREAM_FLAGS / PRODUCE_FLAGS (added to every stream /
+# timed produce, e.g. STREAM_FLAGS="--threads 1"); SKIP_CATCHUP=1 stops after 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-20}
@@ -84,12 +86,12 @@ for k in $ks; do
         # Creates the topics (a record or two, sent again by the timed run: duplicates).
         "$pos_etl" produce --brokers "$brokers" --data "$dir" --kafka-timeout 60s --rate 1 --loop 1s --progress never 2> "$work/created"
         "$pos_etl" stream --brokers "$brokers" $(topics "$tag") --data "$dir" --postgres "$url" --pg-schema "$tag" \
-            --tables "$(tables $variant)" --metrics "$out/$tag.jsonl" --progress never 2> "$work/stream.err" &
+            --tables "$(tables $variant)" --metrics "$out/$tag.jsonl" --progress never ${STREAM_FLAGS:-} 2> "$work/stream.err" &
         stream_pid=$!
         # produce's own linger.ms (20): with librdkafka's 5 the six producers'
         # smaller requests took the CPU the stream needs (K=6 latency 0.23 s, not 0.09).
         "$pos_etl" produce --brokers "$brokers" --data "$dir" --producers "$k" --rate-per-producer "$rate" \
-            --loop "${seconds}s" --progress never 2> "$work/produced"
+            --loop "${seconds}s" --progress never ${PRODUCE_FLAGS:-} 2> "$work/produced"
         wait_for_records "$out/$tag.jsonl" $(( $(sent "$work/created") + $(sent "$work/produced") ))
         kill -TERM "$stream_pid"; wait "$stream_pid"
         echo "   K=$k $variant: $(wc -l < "$out/$tag.jsonl") batches"
@@ -108,7 +110,7 @@ for variant in all agg; do
     # default 24h window, events of the slower topics would be rejected as late.
     "$pos_etl" stream --brokers "$brokers" $(topics "$tag") --data "$dir" --postgres "$url" --pg-schema "$tag" \
         --tables "$(tables $variant)" --metrics "$out/$tag.jsonl" --stop-when-idle 3s --late-window 30d \
-        --progress never 2> "$work/stream.err"
+        --progress never ${STREAM_FLAGS:-} 2> "$work/stream.err"
     echo "   $variant: $(sent "$work/produced") records in $(wc -l < "$out/$tag.jsonl") batches"
 done
 

@@ -1,9 +1,14 @@
 # Sourced by the bench scripts, from the repository root: builds pos-etl in
 # release mode and sets `pos_etl` to it; `python_env DIR REQUIREMENTS` makes
 # a virtualenv with the pinned peers and sets `venv` to it.
+# POS_ETL=PATH runs that binary instead (two builds compared, say).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pos-etl/target}"
-cargo build --release --locked -q
-pos_etl="$CARGO_TARGET_DIR/release/pos-etl"
+if [ -n "${POS_ETL:-}" ]; then
+    pos_etl=$POS_ETL
+else
+    cargo build --release --locked -q
+    pos_etl="$CARGO_TARGET_DIR/release/pos-etl"
+fi
 
 python_env() {
     venv=$1

@@ -158,20 +158,25 @@ impl PgSession {
         let target = &self.target;
         let client = self.client.lock().await;
         let schema = quote(&target.schema);
+        // One round trip (a stream begins a transaction per batch). The
+        // schema is looked up, not created IF NOT EXISTS: that needs the
+        // right to create schemas even when it exists.
         let lock = format!(
-            "BEGIN; SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock(hashtext({}));",
+            "BEGIN; SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock(hashtext({})); \
+             SELECT count(*) FROM pg_namespace WHERE nspname = {}",
             lock_timeout.as_millis().max(1),
             literal(&format!("pos-etl load {}", target.schema)),
+            literal(&target.schema),
         );
-        client
-            .batch_execute(&lock)
+        let replies = client
+            .simple_query(&lock)
             .await
             .map_err(target.error("waiting for another run loading this schema (see --lock-timeout)"))?;
-        let exists = client
-            .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&target.schema])
-            .await
-            .map_err(target.error("looking up the schema"))?;
-        if exists.is_none() {
+        let found = replies.iter().rev().find_map(|reply| match reply {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+            _ => None,
+        });
+        if found != Some("1") {
             client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.map_err(target.error("creating the schema"))?;
         }
         Ok(PgLoad {
@@ -256,6 +261,11 @@ impl PgLoad {
     /// Stages `batch` as the whole new version of `table` (or appends it,
     /// see [`PgLoad::append_to`]).
     pub async fn put(&mut self, table: &str, batch: RecordBatch) -> Result<u64, SinkError> {
+        if batch.num_rows() == 0 && self.appends_to(table) {
+            // Three round trips for nothing: most stream batches have no
+            // rejects and many no snapshots for their journal.
+            return Ok(0);
+        }
         // In slices, so that the encoded rows go out as they are encoded.
         const SLICE: usize = 64 << 10;
         let slices: Vec<RecordBatch> =
