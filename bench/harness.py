@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import polars
 
 BENCH = Path(__file__).resolve().parent
 # Scales: (label, days of trading for 100,000 items); pos-etl generate makes
@@ -53,6 +54,8 @@ def engines(pos_etl: Path, threads: int, scale: str) -> list[Engine]:
         listed.append(Engine("pos-etl", fmt, [str(pos_etl), "enrich", "--threads", str(threads), "--data", "{data}",
                                               "--out", "{out}", "--current-out", "{current}"]))
         listed.append(Engine("duckdb", fmt, [python, str(BENCH / "duckdb_enrich.py"), "{data}", "{out}", "{current}",
+                                             str(threads)]))
+        listed.append(Engine("polars", fmt, [python, str(BENCH / "polars_enrich.py"), "{data}", "{out}", "{current}",
                                              str(threads)]))
     if scale == "1M":
         listed.append(Engine("pandas", "csv", [python, str(BENCH / "pandas_enrich.py"), "{data}", "{out}", "{current}"]))
@@ -114,7 +117,7 @@ def machine() -> dict:
                               text=True).stdout.strip()
     return {"cores": os.cpu_count(), "memory_gib": round(memory_kb / 2**20, 1), "cpu": cpu,
             "os": platform.platform(), "pos_etl_revision": revision, "duckdb": duckdb.__version__,
-            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+            "polars": polars.__version__, "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
 
 
 def main() -> None:
@@ -172,24 +175,30 @@ def write_report(results: dict, out: Path) -> None:
     lines = [
         "# pos-etl benchmark results", "",
         f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB; {m['os']}. "
-        f"pos-etl {m['pos_etl_revision']}, DuckDB {m['duckdb']}, Python {m['python']}; {m['date']}.",
+        f"pos-etl {m['pos_etl_revision']}, DuckDB {m['duckdb']}, Polars {m.get('polars', '–')}, "
+        f"Python {m['python']}; {m['date']}.",
         f"Every engine ran with {results['threads']} threads; median of {results['runs']} runs, engines alternating; "
         "peak RSS is the largest of the runs. Both outputs (enriched and current_inventory) are written. "
         "Rows/s counts input rows (changes and snapshots).", "",
-        "| scale | change rows | engine | output | wall time (s) | peak RSS (GiB) | rows/s | pos-etl / DuckDB time | pos-etl / DuckDB memory |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|",
+        "| scale | change rows | engine | output | wall time (s) | peak RSS (GiB) | rows/s | pos-etl / DuckDB time | "
+        "pos-etl / DuckDB memory | pos-etl / Polars time |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for scale in results["scales"]:
         engines = scale["engines"]
         for label, e in engines.items():
-            ratio_time = ratio_memory = ""
+            ratio_time = ratio_memory = ratio_polars = ""
             if e["engine"] == "pos-etl":
                 duck = engines[f"duckdb → {e['format']}"]
                 ratio_time = f"{e['seconds'] / duck['seconds']:.2f}"
                 ratio_memory = f"{e['peak_rss_bytes'] / duck['peak_rss_bytes']:.2f}"
+                # results from before the Polars peer have no Polars row
+                polars_engine = engines.get(f"polars → {e['format']}")
+                if polars_engine:
+                    ratio_polars = f"{e['seconds'] / polars_engine['seconds']:.2f}"
             lines.append(f"| {scale['scale']} | {scale['change_rows']:,} | {e['engine']} | {e['format']} | "
                          f"{e['seconds']:.2f} | {e['peak_rss_bytes'] / 2**30:.2f} | {e['rows_per_second']:,.0f} | "
-                         f"{ratio_time} | {ratio_memory} |")
+                         f"{ratio_time} | {ratio_memory} | {ratio_polars} |")
     lines += ["", "![time and memory against rows](bench.png)", ""]
     (out / "results.md").write_text("\n".join(lines))
 
@@ -211,7 +220,7 @@ def write_report(results: dict, out: Path) -> None:
     for axis in (time_axis, memory_axis):
         axis.grid(alpha=0.3)
         axis.legend()
-    fig.suptitle(f"pos-etl enrich vs DuckDB and pandas, {m['cores']} cores")
+    fig.suptitle(f"pos-etl enrich vs DuckDB, Polars and pandas, {m['cores']} cores")
     fig.tight_layout()
     fig.savefig(out / "bench.png", dpi=110)
 
