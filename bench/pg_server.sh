@@ -2,7 +2,8 @@
 # throwaway local server (initdb in the temporary directory `work`, made if unset; default
 # settings, fsync on) on a free port, stopped and removed at exit; sets
 # `bin` (the server's tools), `url`, and the helpers `timed COMMAND…`
-# (prints "seconds peak-KiB") and `median VALUES…`.
+# (prints "seconds peak-KiB") and `median VALUES…`. PG_SETTINGS="-c NAME=VALUE …"
+# adds server settings (a lever tried).
 bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 work=${work:-$(mktemp -d)}
 chmod 755 "$work"
@@ -11,7 +12,7 @@ as_server() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"
 mkdir "$work/pg" && { [ "$(id -u)" != 0 ] || chown postgres "$work/pg"; }
 as_server "$bin/initdb" -U pos -A trust -E UTF8 --no-instructions -D "$work/pg/data" > /dev/null
 as_server "$bin/pg_ctl" -D "$work/pg/data" -l "$work/pg/log" -w -t 60 \
-    -o "-p $port -c listen_addresses=127.0.0.1 -k $work/pg -c max_wal_size=8GB" start > /dev/null
+    -o "-p $port -c listen_addresses=127.0.0.1 -k $work/pg -c max_wal_size=8GB ${PG_SETTINGS:-}" start > /dev/null
 on_exit 'as_server "$bin/pg_ctl" -D "$work/pg/data" -m fast stop > /dev/null; rm -rf "$work"'
 url="postgresql://pos@127.0.0.1:$port/postgres"
 
