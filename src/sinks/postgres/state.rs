@@ -107,17 +107,14 @@ impl PgLoad {
             .map_err(self.error("setting up the run's lookups"))
     }
 
-    /// The checkpoint of the runs so far, `None` if none has been stored
-    /// (the first incremental run, or after a full load).
+    /// The checkpoint of the runs so far, `None` if none had been stored
+    /// when the transaction began (the first incremental run, or after a
+    /// full load).
     pub async fn checkpoint(&self) -> Result<Option<Checkpoint>, SinkError> {
-        let client = self.client.lock().await;
-        let exists = client
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&self.table(CHECKPOINT)])
-            .await
-            .map_err(self.error("looking for the checkpoint"))?;
-        if !exists.get::<_, bool>(0) {
+        if !self.checkpoint_stored {
             return Ok(None);
         }
+        let mut client = self.client.lock().await;
         let rows = client
             .query(&format!("SELECT source, name, next, line, fingerprint FROM {} ORDER BY source, next", self.table(CHECKPOINT)), &[])
             .await
@@ -220,13 +217,13 @@ impl PgLoad {
             self.table(journal(Table::InventorySnapshot)),
             at("p.since"),
         );
-        let client = self.client.lock().await;
+        let mut client = self.client.lock().await;
         let rows = client.query(&sql, &params.params()).await.map_err(self.error("reading the snapshot journal"))?;
         Ok(rows.into_iter().map(|row| ((row.get(0), row.get(1)), row.get(2))).collect())
     }
 
     async fn states(&self, sql: &str, params: &PairParams) -> Result<HashMap<Pair, PairState>, SinkError> {
-        let client = self.client.lock().await;
+        let mut client = self.client.lock().await;
         let rows = client.query(sql, &params.params()).await.map_err(self.error("reading the stored stock"))?;
         Ok(rows
             .into_iter()
@@ -256,7 +253,7 @@ impl PgLoad {
             self.table(journal(table)),
             at("p.since")
         );
-        let client = self.client.lock().await;
+        let mut client = self.client.lock().await;
         let rows = client.query(&sql, &params.params()).await.map_err(self.error("reading the events applied"))?;
         let arrays: Vec<ArrayRef> = table
             .columns()
@@ -325,7 +322,7 @@ impl PgLoad {
             matches.join(" AND ")
         );
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-        let client = self.client.lock().await;
+        let mut client = self.client.lock().await;
         let rows = client.query(&sql, &refs).await.map_err(self.error("looking up late events among those applied"))?;
         let mut applied = vec![false; batch.num_rows()];
         for row in rows {
@@ -339,19 +336,20 @@ impl PgLoad {
     /// its time, and the `current_inventory` and stock rows of every pair in
     /// `touched`. Returns the `enriched` rows removed.
     pub async fn remove_for_rewrite(&self, from: &HashMap<Pair, i64>, touched: &[Pair], kept: &[&str]) -> Result<u64, SinkError> {
-        let client = self.client.lock().await;
-        let mut removed = 0;
-        if kept.contains(&crate::pipeline::ENRICHED) {
-            let params = PairParams::new(from.iter().map(|(pair, time)| (pair, *time)));
+        let rewrite = PairParams::new(from.iter().map(|(pair, time)| (pair, *time)));
+        let touched = PairParams::new(touched.iter().map(|pair| (pair, 0)));
+        let mut statements: Vec<(String, &[&(dyn ToSql + Sync)])> = Vec::new();
+        let (rewrite_params, touched_params) = (rewrite.params(), touched.params());
+        let enriched = kept.contains(&crate::pipeline::ENRICHED);
+        if enriched {
             let sql = format!(
                 "DELETE FROM {} e USING {} WHERE e.store_id = p.store_id AND e.item_id = p.item_id AND e.date_time >= {}",
                 self.table(crate::pipeline::ENRICHED),
                 PairParams::FROM,
                 at("p.since")
             );
-            removed = client.execute(&sql, &params.params()).await.map_err(self.error("removing the rows to compute again"))?;
+            statements.push((sql, &rewrite_params[..]));
         }
-        let params = PairParams::new(touched.iter().map(|pair| (pair, 0)));
         let tables = [crate::pipeline::CURRENT_INVENTORY, STOCK].into_iter().filter(|table| *table == STOCK || kept.contains(table));
         for table in tables {
             let sql = format!(
@@ -359,9 +357,11 @@ impl PgLoad {
                 self.table(table),
                 PairParams::FROM
             );
-            client.execute(&sql, &params.params()).await.map_err(self.error(&format!("updating {table}")))?;
+            statements.push((sql, &touched_params[..]));
         }
-        Ok(removed)
+        let mut client = self.client.lock().await;
+        let removed = client.execute_all(&statements).await.map_err(self.error("removing the rows to compute again"))?;
+        Ok(if enriched { removed[0] } else { 0 })
     }
 
     /// Writes `states` to the stock table (in place, or as its new version
