@@ -10,19 +10,33 @@
 -- is_duplicate counts the ones dropped for the run's summary.
 --
 -- final_quantity = the last count (a snapshot's, or the carried stock) +
--- the counted changes since it, which is what stock_level(change, count)
--- computes along the stock order; NULL before the first snapshot. It orders
--- by stock_seq, which the first window produced, so one sort serves both.
+-- the counted changes since it, which is what stock_level(change, count,
+-- item_id) computes along the stock order; NULL before the first snapshot.
+-- It orders by stock_seq, which the first window produced, so one sort
+-- serves both.
+--
+-- The windows run per store and bucket of 16 item ids, ordered by item
+-- first, not per store and item: a window partition costs more than a few
+-- rows (two thirds of the rules' time at a million events, most items having
+-- a handful a day). item_bucket rises with item_id, so (store_id,
+-- item_bucket, stock_seq) is the stock order per store and item;
+-- repeats_previous and stock_level take item_id, so an item's first event
+-- neither repeats nor continues the previous item's. (Larger buckets
+-- spread a small catalogue unevenly over many threads: with 64, 2,000
+-- items at 48 threads needed more memory per thread.)
 CREATE VIEW inventory_timeline AS
-WITH ordered AS (
+WITH bucketed AS (
+    SELECT *, item_id / 16 AS item_bucket FROM events
+),
+ordered AS (
     SELECT *,
            ROW_NUMBER() OVER stock_order AS stock_seq,
-           repeats_previous(date_time, event_order, trans_id, quantity, employee_id, change_type_id)
+           repeats_previous(item_id, date_time, event_order, trans_id, quantity, employee_id, change_type_id)
                OVER stock_order AS sent_again
-    FROM events
+    FROM bucketed
     WINDOW stock_order AS (
-        PARTITION BY store_id, item_id
-        ORDER BY date_time, event_order, trans_id, quantity, employee_id, change_type_id)
+        PARTITION BY store_id, item_bucket
+        ORDER BY item_id, date_time, event_order, trans_id, quantity, employee_id, change_type_id)
 ),
 counted AS (
     SELECT e.*,
@@ -41,6 +55,6 @@ counted AS (
     WHERE NOT is_duplicate(e.sent_again)
 )
 SELECT *,
-       stock_level(counted_change, CASE WHEN event_order <= 0 THEN quantity END)
-           OVER (PARTITION BY store_id, item_id ORDER BY stock_seq) AS final_quantity
+       stock_level(counted_change, CASE WHEN event_order <= 0 THEN quantity END, item_id)
+           OVER (PARTITION BY store_id, item_bucket ORDER BY stock_seq) AS final_quantity
 FROM counted;

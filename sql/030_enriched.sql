@@ -28,4 +28,5 @@ FROM inventory_timeline e
 LEFT JOIN item i ON i.item_id = e.item_id
 -- the carried stock is not an event of this run
 WHERE e.event_order >= 0
-ORDER BY e.store_id, e.item_id, e.stock_seq;
+-- the stock order per store and item (see inventory_timeline)
+ORDER BY e.store_id, e.item_bucket, e.stock_seq;

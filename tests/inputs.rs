@@ -99,7 +99,10 @@ fn the_stock_order_is_defined_once() {
         ("inventory_change_store_001.csv", &format!("{CHANGE_HEADER}A,10,1,2021-01-03 10:00:00,-2,1\nB,10,1,2021-01-03 10:00:00,5,3\n")),
     ]);
     copy_sql_dir(&work, "rules");
-    let timeline = work.read("rules/020_inventory_timeline.sql").replace("ORDER BY date_time, event_order, trans_id,", "ORDER BY date_time, event_order, trans_id DESC,");
+    let order = "ORDER BY item_id, date_time, event_order, trans_id,";
+    let timeline = work.read("rules/020_inventory_timeline.sql");
+    assert!(timeline.contains(order), "the stock order moved: {timeline}");
+    let timeline = timeline.replace(order, "ORDER BY item_id, date_time, event_order, trans_id DESC,");
     work.write("rules/020_inventory_timeline.sql", timeline);
     let out = work.enrich(&["--sql-dir", "rules", "--current-out", "c.csv"]);
     let trans: Vec<&str> = out.lines().skip(1).map(|line| line.split(',').nth(8).unwrap()).collect();

@@ -31,15 +31,20 @@ pub fn window_functions() -> Vec<WindowUDF> {
         WindowUDF::from(RowWiseFunction {
             name: "repeats_previous",
             signature: Signature::variadic_any(Volatility::Immutable),
+            int64_args: 0,
             output: Field::new("repeats_previous", DataType::Boolean, false),
             evaluator: || Box::new(RepeatsPreviousEvaluator),
         }),
-        // `stock_level(change, count)`: the last non-NULL `count` of the
-        // window so far plus every `change` after it (a NULL change counts
-        // as 0); NULL before the first count.
+        // `stock_level(change, count, key, ...)`: the last non-NULL `count`
+        // of the window so far plus every `change` after it (a NULL change
+        // counts as 0); NULL before the first count. A row whose keys differ
+        // from the row before's starts again, as a window of its own would:
+        // one window partition can then hold many stores' and items' stock
+        // (each partition costs more than a few rows, see the rules).
         WindowUDF::from(RowWiseFunction {
             name: "stock_level",
-            signature: Signature::uniform(2, vec![DataType::Int64], Volatility::Immutable),
+            signature: Signature::user_defined(Volatility::Immutable),
+            int64_args: 2,
             output: Field::new("stock_level", DataType::Int64, true),
             evaluator: || Box::new(StockLevelEvaluator { level: None }),
         }),
@@ -122,6 +127,9 @@ impl ScalarUDFImpl for DuplicateCounter {
 struct RowWiseFunction {
     name: &'static str,
     signature: Signature,
+    /// With a user-defined signature: how many arguments it takes at least,
+    /// cast to Int64; the rest are taken as they are.
+    int64_args: usize,
     /// The type and nullability of its values (the name is the call's).
     output: Field,
     /// A fresh evaluator, for each window partition.
@@ -154,6 +162,17 @@ impl WindowUDFImpl for RowWiseFunction {
 
     fn partition_evaluator(&self, _args: PartitionEvaluatorArgs) -> Result<Box<dyn PartitionEvaluator>> {
         Ok((self.evaluator)())
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if arg_types.len() < self.int64_args {
+            return Err(datafusion::error::DataFusionError::Plan(format!(
+                "{} takes at least {} arguments",
+                self.name, self.int64_args
+            )));
+        }
+        let int64 = std::iter::repeat_n(DataType::Int64, self.int64_args);
+        Ok(int64.chain(arg_types[self.int64_args..].iter().cloned()).collect())
     }
 
     fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
@@ -235,8 +254,17 @@ struct StockLevelEvaluator {
 }
 
 impl StockLevelEvaluator {
-    /// Moves the level past `row` of the (change, count) columns.
-    fn advance(&mut self, values: &[ArrayRef], row: usize) -> Option<i64> {
+    /// Moves the level past `row` of the (change, count, keys...) columns,
+    /// from no level if `row` starts the window or holds other keys than
+    /// the row before (`previous`).
+    fn advance(&mut self, values: &[ArrayRef], previous: Option<usize>, row: usize) -> Result<Option<i64>> {
+        let same_keys = match previous {
+            Some(previous) => all_equal_at(&values[2..], previous, row)?,
+            None => false,
+        };
+        if !same_keys {
+            self.level = None;
+        }
         let value_at = |column: &ArrayRef| {
             let column = column.as_primitive::<Int64Type>();
             column.is_valid(row).then(|| column.value(row))
@@ -247,7 +275,7 @@ impl StockLevelEvaluator {
             // stock comes near the bounds; at them it stops, never wraps.
             None => self.level.map(|level| level.saturating_add(value_at(&values[0]).unwrap_or(0))),
         };
-        self.level
+        Ok(self.level)
     }
 }
 
@@ -260,12 +288,18 @@ impl PartitionEvaluator for StockLevelEvaluator {
         true
     }
 
+    /// The row and the one before it, whose keys it is compared with.
+    fn get_range(&self, idx: usize, _n_rows: usize) -> Result<Range<usize>> {
+        Ok(idx.saturating_sub(1)..idx + 1)
+    }
+
     fn evaluate(&mut self, values: &[ArrayRef], range: &Range<usize>) -> Result<ScalarValue> {
-        Ok(ScalarValue::Int64(self.advance(values, range.end - 1)))
+        let row = range.end - 1;
+        Ok(ScalarValue::Int64(self.advance(values, (range.start < row).then(|| row - 1), row)?))
     }
 
     fn evaluate_all(&mut self, values: &[ArrayRef], num_rows: usize) -> Result<ArrayRef> {
-        let levels: Int64Array = (0..num_rows).map(|row| self.advance(values, row)).collect();
+        let levels = (0..num_rows).map(|row| self.advance(values, row.checked_sub(1), row)).collect::<Result<Int64Array>>()?;
         Ok(Arc::new(levels))
     }
 }
@@ -356,18 +390,24 @@ mod tests {
             Arc::new(MemTable::try_new(batch.schema(), vec![rows]).unwrap()),
         )
         .unwrap();
+        // The second level keyed by store in one window, as the rules key
+        // each item's in a window of many: the same values.
         let sql = "SELECT repeats_previous(t, trans_id, change) OVER w AS repeated,
-                          stock_level(change, count) OVER w AS level
+                          stock_level(change, count) OVER w AS level,
+                          stock_level(change, count, store) OVER (ORDER BY store, t, trans_id, change) AS keyed
                    FROM events
                    WINDOW w AS (PARTITION BY store ORDER BY t, trans_id, change)
                    ORDER BY store, t, trans_id, change";
         let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
         let mut repeated = Vec::new();
         let mut levels = Vec::new();
+        let mut keyed = Vec::new();
         for batch in batches {
             repeated.extend(batch.column(0).as_boolean().iter().map(Option::unwrap));
             levels.extend(batch.column(1).as_primitive::<Int64Type>().iter());
+            keyed.extend(batch.column(2).as_primitive::<Int64Type>().iter());
         }
+        assert_eq!(keyed, levels, "a change of keys starts the level again, as a new window does");
         (repeated, levels)
     }
 
@@ -417,6 +457,14 @@ mod tests {
         assert_eq!(
             levels.as_primitive::<Int64Type>(),
             &Int64Array::from(vec![10, 8, 6, 4, 9, 9, 9])
+        );
+        // Keyed by store over both stores: store 2 starts from no level.
+        let whole = events();
+        let keyed = [whole.column(3).clone(), whole.column(4).clone(), whole.column(0).clone()];
+        let levels = StockLevelEvaluator { level: None }.evaluate_all(&keyed, 11).unwrap();
+        assert_eq!(
+            levels.as_primitive::<Int64Type>(),
+            &Int64Array::from(vec![Some(10), Some(8), Some(6), Some(4), Some(9), Some(9), Some(9), None, None, Some(7), Some(10)])
         );
     }
 }
