@@ -2,15 +2,21 @@
 //! arrives while it runs is applied batch by batch with the full run's
 //! result; SIGTERM ends it cleanly, a restart goes on where it stopped and
 //! stops when idle; current_inventory alone is kept without enriched;
-//! PostgreSQL going away mid-stream is waited out without a record lost or
-//! applied twice.
+//! PostgreSQL or the broker going away mid-stream is waited out, and a
+//! stream killed before a commit is restarted, without a record lost or
+//! applied twice; a poison message becomes a reject.
 
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
 use crate::common::broker::Broker;
 use crate::common::postgres::PgServer;
+use crate::common::s3::S3Server;
 use crate::common::tools::follow_lines;
 use crate::common::{Workdir, summary};
 use crate::incremental::{EventFile, assert_tables_equal, data_dir, deliver, six_days};
@@ -202,6 +208,88 @@ fn current_inventory_alone_keeps_the_full_runs_stock_without_enriched() {
         error.contains("the runs so far kept current_inventory, this one would keep enriched,current_inventory: a run without --incremental"),
         "{error}"
     );
+}
+
+/// Killed with SIGKILL after a batch's rows are written and before its
+/// commit (its checkpoint waits for a row another session holds): nothing
+/// of the batch is in the tables, and the restart applies it once.
+#[test]
+fn killed_between_write_and_commit_then_restarted_loses_and_repeats_nothing() {
+    let pg = PgServer::start();
+    let broker = Broker::start();
+    let (work, files, days) = six_days();
+    let first = produce(&work, &broker, &files, &days[..3], "first");
+    let mut stream = spawn_stream(&work, &pg, &broker, &[]);
+    wait_for_records(&pg, first);
+    let enriched_rows = || pg.psql("SELECT count(*) FROM enriched");
+    let before = enriched_rows();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let reader = pg.connect().await;
+        reader.batch_execute("BEGIN; SELECT * FROM pos_etl_checkpoint FOR UPDATE").await.unwrap();
+        let mark = pg.log_mark();
+        produce(&work, &broker, &files, &days[3..], "second");
+        pg.wait_for_log(mark, "COPY \"public\".\"enriched\" (", WITHIN);
+        pg.wait_for_log(mark, "still waiting for ShareLock", WITHIN);
+        stream.child.kill().unwrap();
+        assert_eq!(stream.child.wait().unwrap().signal(), Some(9));
+        reader.batch_execute("ROLLBACK").await.unwrap();
+    });
+    assert_eq!(offsets_committed(&pg), first, "the killed batch's offsets are not stored");
+    assert_eq!(enriched_rows(), before, "nor any of its rows");
+
+    let mut stream = spawn_stream(&work, &pg, &broker, &["--stop-when-idle", "2s"]);
+    assert_eq!(exit_code(&mut stream, WITHIN), Some(0), "{}", work.read("stream.err"));
+    assert_tables_equal(&pg, &work, "e.csv", "c.csv");
+    assert_eq!(summary(&work, "s.json")["duplicates"], 0, "nothing applied twice");
+}
+
+/// The broker killed and started again on its storage while the stream
+/// runs: the stream says it waits, and goes on with what is sent after.
+#[test]
+fn a_broker_restarted_mid_stream_is_waited_for() {
+    let s3 = S3Server::start();
+    let mut broker = Broker::start_on(&s3);
+    let pg = PgServer::start();
+    let (work, files, days) = six_days();
+    let first = produce(&work, &broker, &files, &days[..3], "first");
+    let mut stream = spawn_stream(&work, &pg, &broker, &[]);
+    wait_for_records(&pg, first);
+    broker.restart();
+    let second = produce(&work, &broker, &files, &days[3..], "second");
+    stop_after(&work, &pg, &mut stream, first + second);
+    assert_tables_equal(&pg, &work, "e.csv", "c.csv");
+    let error = work.read("stream.err");
+    assert!(error.contains("(waiting for the brokers)"), "{error}");
+    assert_eq!(summary(&work, "s.json")["duplicates"], 0, "nothing applied twice");
+}
+
+/// A message that is not JSON of either form becomes a reject naming its
+/// topic, partition and offset; the stream goes on.
+#[test]
+fn a_poison_message_is_rejected_and_the_stream_goes_on() {
+    let pg = PgServer::start();
+    let broker = Broker::start();
+    let (work, files, days) = six_days();
+    let first = produce(&work, &broker, &files, &days[..3], "first");
+    let mut stream = spawn_stream(&work, &pg, &broker, &[]);
+    wait_for_records(&pg, first);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (partition, offset) = runtime.block_on(async {
+        let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &broker.address).create().unwrap();
+        let record = FutureRecord::to("InventoryChangeStore001").partition(0).key("poison").payload("{not json");
+        producer.send(record, Duration::from_secs(10)).await.map(|delivery| (delivery.partition, delivery.offset)).unwrap()
+    });
+    let second = produce(&work, &broker, &files, &days[3..], "second");
+    stop_after(&work, &pg, &mut stream, first + second + 1);
+    assert_tables_equal(&pg, &work, "e.csv", "c.csv");
+    let rejects = pg.psql("SELECT source || ' ' || reason FROM rejects");
+    assert!(
+        rejects.contains(&format!("InventoryChangeStore001/{partition}@{offset} not valid JSON of either form")),
+        "{rejects}"
+    );
+    assert_eq!(summary(&work, "s.json")["rejected"], 1);
 }
 
 #[test]
