@@ -27,7 +27,7 @@ impl Connection {
 
     /// The statement of `sql`, prepared on its first use on this connection.
     /// (PostgreSQL plans it again if a table it reads is altered.)
-    pub async fn prepare(&mut self, sql: &str) -> Result<Statement, Error> {
+    async fn prepare(&mut self, sql: &str) -> Result<Statement, Error> {
         if let Some(statement) = self.prepared.get(sql) {
             return Ok(statement.clone());
         }
