@@ -25,11 +25,44 @@ use crate::postgres::{CURRENT_INVENTORY, sorted};
 /// How long a stream may take to get where a test waits for it.
 const WITHIN: Duration = Duration::from_secs(60);
 
-/// Writes the events of `days` into the data directory `name` and produces them.
-fn produce(work: &Workdir, broker: &Broker, files: &[EventFile], days: &[String], name: &str) -> u64 {
-    let rows = deliver(files, days, &data_dir(work, name), None);
-    work.run(&["produce", "--brokers", &broker.address, "--data", name, "--partitions", "2"]).expect_code(0);
-    rows
+/// The six days of [`six_days`] (with the full run's outputs), sent in two halves.
+struct Exports {
+    work: Workdir,
+    files: Vec<EventFile>,
+    days: Vec<String>,
+}
+
+impl Exports {
+    fn new() -> Exports {
+        let (work, files, days) = six_days();
+        Exports { work, files, days }
+    }
+
+    /// Produces the first three days; returns their records.
+    fn first_half(&self, broker: &Broker) -> u64 {
+        self.produce(broker, 0..3, "first")
+    }
+
+    /// Produces the last three days; returns their records.
+    fn second_half(&self, broker: &Broker) -> u64 {
+        self.produce(broker, 3..6, "second")
+    }
+
+    /// Writes the events of `days` into the data directory `name` and produces them.
+    fn produce(&self, broker: &Broker, days: std::ops::Range<usize>, name: &str) -> u64 {
+        let rows = deliver(&self.files, &self.days[days], &data_dir(&self.work, name), None);
+        self.work.run(&["produce", "--brokers", &broker.address, "--data", name, "--partitions", "2"]).expect_code(0);
+        rows
+    }
+}
+
+/// Produces the first half of `exports` and starts a stream (with `extra`
+/// flags) that has applied it; returns its records and the stream.
+fn streaming_first_half(exports: &Exports, pg: &PgServer, broker: &Broker, extra: &[&str]) -> (u64, Stream) {
+    let first = exports.first_half(broker);
+    let stream = spawn_stream(&exports.work, pg, broker, extra);
+    wait_for_records(pg, first);
+    (first, stream)
 }
 
 /// A running `pos-etl stream`.
@@ -115,16 +148,15 @@ fn stop_after(work: &Workdir, pg: &PgServer, stream: &mut Stream, records: u64) 
 fn what_arrives_is_applied_batch_by_batch() {
     let pg = PgServer::start();
     let broker = Broker::start();
-    let (work, files, days) = six_days();
-    let first = produce(&work, &broker, &files, &days[..3], "first");
-    let mut stream = spawn_stream(&work, &pg, &broker, &["--max-batch-records", "100"]);
-    wait_for_records(&pg, first);
-    let second = produce(&work, &broker, &files, &days[3..], "second");
-    stop_after(&work, &pg, &mut stream, first + second);
-    assert_tables_equal(&pg, &work, "e.csv", "c.csv");
+    let exports = Exports::new();
+    let work = &exports.work;
+    let (first, mut stream) = streaming_first_half(&exports, &pg, &broker, &["--max-batch-records", "100"]);
+    let second = exports.second_half(&broker);
+    stop_after(work, &pg, &mut stream, first + second);
+    assert_tables_equal(&pg, work, "e.csv", "c.csv");
 
-    let lines = metrics(&work);
-    assert_eq!(records_committed(&work), first + second);
+    let lines = metrics(work);
+    assert_eq!(records_committed(work), first + second);
     assert!(lines.len() as u64 >= (first + second).div_ceil(100), "batches of at most 100 records: {}", lines.len());
     for (index, line) in lines.iter().enumerate() {
         assert_eq!(line["batch"], index as u64 + 1);
@@ -136,7 +168,7 @@ fn what_arrives_is_applied_batch_by_batch() {
         assert!(0.0 < mean && mean <= max, "{line}");
         assert!(line["lag"].as_object().unwrap().keys().any(|key| key.starts_with("InventoryChangeStore001/")), "{line}");
     }
-    let summary = summary(&work, "s.json");
+    let summary = summary(work, "s.json");
     assert_eq!(summary["events_read"], first + second);
     assert_eq!(summary["stream"]["batches"], lines.len() as u64);
     assert!(summary["stream"]["latency"]["p95_ms"].as_f64().unwrap() > 0.0, "{summary}");
@@ -147,61 +179,61 @@ fn what_arrives_is_applied_batch_by_batch() {
 fn sigterm_ends_it_cleanly_and_a_restart_goes_on_from_the_last_commit() {
     let pg = PgServer::start();
     let broker = Broker::start();
-    let (work, files, days) = six_days();
-    let first = produce(&work, &broker, &files, &days[..3], "first");
-    let mut stream = spawn_stream(&work, &pg, &broker, &[]);
-    stop_after(&work, &pg, &mut stream, first);
+    let exports = Exports::new();
+    let work = &exports.work;
+    let (first, mut stream) = streaming_first_half(&exports, &pg, &broker, &[]);
+    stop_after(work, &pg, &mut stream, first);
 
-    let second = produce(&work, &broker, &files, &days[3..], "second");
-    let mut stream = spawn_stream(&work, &pg, &broker, &["--stop-when-idle", "2s"]);
+    let second = exports.second_half(&broker);
+    let mut stream = spawn_stream(work, &pg, &broker, &["--stop-when-idle", "2s"]);
     assert_eq!(exit_code(&mut stream, WITHIN), Some(0), "{}", work.read("stream.err"));
-    assert_eq!(summary(&work, "s.json")["events_read"], second, "the restart reads only what is new");
-    assert_tables_equal(&pg, &work, "e.csv", "c.csv");
+    assert_eq!(summary(work, "s.json")["events_read"], second, "the restart reads only what is new");
+    assert_tables_equal(&pg, work, "e.csv", "c.csv");
 }
 
 #[test]
 fn postgres_going_away_is_waited_out_without_losing_or_repeating_a_record() {
     let mut pg = PgServer::start();
     let broker = Broker::start();
-    let (work, files, days) = six_days();
-    let first = produce(&work, &broker, &files, &days[..3], "first");
-    let mut stream = spawn_stream(&work, &pg, &broker, &[]);
-    wait_for_records(&pg, first);
+    let exports = Exports::new();
+    let work = &exports.work;
+    let (first, mut stream) = streaming_first_half(&exports, &pg, &broker, &[]);
     let mut second = 0;
     pg.restart(|| {
-        second = produce(&work, &broker, &files, &days[3..], "second");
+        second = exports.second_half(&broker);
         stream.retried.recv_timeout(WITHIN).expect("the stream tries the batch again while the server is down");
     });
-    stop_after(&work, &pg, &mut stream, first + second);
-    assert_tables_equal(&pg, &work, "e.csv", "c.csv");
-    let lines = metrics(&work);
+    stop_after(work, &pg, &mut stream, first + second);
+    assert_tables_equal(&pg, work, "e.csv", "c.csv");
+    let lines = metrics(work);
     assert!(lines.iter().any(|line| line["retries"].as_u64().unwrap() > 0), "{lines:?}");
-    assert_eq!(summary(&work, "s.json")["duplicates"], 0, "nothing applied twice");
+    assert_eq!(summary(work, "s.json")["duplicates"], 0, "nothing applied twice");
 }
 
 #[test]
 fn current_inventory_alone_keeps_the_full_runs_stock_without_enriched() {
     let pg = PgServer::start();
     let broker = Broker::start();
-    let (work, files, days) = six_days();
-    let first = produce(&work, &broker, &files, &days[..3], "first");
+    let exports = Exports::new();
+    let work = &exports.work;
+    let first = exports.first_half(&broker);
     let aggregated = ["--tables", "current_inventory", "--stop-when-idle", "2s", "--max-batch-records", "100"];
-    let mut stream = spawn_stream(&work, &pg, &broker, &aggregated);
+    let mut stream = spawn_stream(work, &pg, &broker, &aggregated);
     assert_eq!(exit_code(&mut stream, WITHIN), Some(0), "{}", work.read("stream.err"));
-    let second = produce(&work, &broker, &files, &days[3..], "second");
-    let mut stream = spawn_stream(&work, &pg, &broker, &aggregated);
+    let second = exports.second_half(&broker);
+    let mut stream = spawn_stream(work, &pg, &broker, &aggregated);
     assert_eq!(exit_code(&mut stream, WITHIN), Some(0), "{}", work.read("stream.err"));
 
     assert_eq!(offsets_committed(&pg), first + second);
     assert_eq!(sorted(&pg.csv(CURRENT_INVENTORY)), sorted(&work.read("c.csv")), "current_inventory");
     assert_eq!(pg.psql("SELECT to_regclass('enriched') IS NULL"), "t\n", "enriched is not kept");
     assert!(work.read("stream.err").contains("enriched rows, not kept (--tables)"), "{}", work.read("stream.err"));
-    let summary = summary(&work, "s.json");
+    let summary = summary(work, "s.json");
     assert_eq!(summary["events_read"], second);
     assert_eq!(summary["left_out_by_rules"], 0, "every record computed is accounted for: {summary}");
 
     // Both tables now would leave enriched without the rows so far.
-    let mut stream = spawn_stream(&work, &pg, &broker, &["--stop-when-idle", "2s"]);
+    let mut stream = spawn_stream(work, &pg, &broker, &["--stop-when-idle", "2s"]);
     assert_eq!(exit_code(&mut stream, WITHIN), Some(1));
     let error = work.read("stream.err");
     assert!(
@@ -217,10 +249,9 @@ fn current_inventory_alone_keeps_the_full_runs_stock_without_enriched() {
 fn killed_between_write_and_commit_then_restarted_loses_and_repeats_nothing() {
     let pg = PgServer::start();
     let broker = Broker::start();
-    let (work, files, days) = six_days();
-    let first = produce(&work, &broker, &files, &days[..3], "first");
-    let mut stream = spawn_stream(&work, &pg, &broker, &[]);
-    wait_for_records(&pg, first);
+    let exports = Exports::new();
+    let work = &exports.work;
+    let (first, mut stream) = streaming_first_half(&exports, &pg, &broker, &[]);
     let enriched_rows = || pg.psql("SELECT count(*) FROM enriched");
     let before = enriched_rows();
 
@@ -229,7 +260,7 @@ fn killed_between_write_and_commit_then_restarted_loses_and_repeats_nothing() {
         let reader = pg.connect().await;
         reader.batch_execute("BEGIN; SELECT * FROM pos_etl_checkpoint FOR UPDATE").await.unwrap();
         let mark = pg.log_mark();
-        produce(&work, &broker, &files, &days[3..], "second");
+        exports.second_half(&broker);
         pg.wait_for_log(mark, "COPY \"public\".\"enriched\" (", WITHIN);
         pg.wait_for_log(mark, "still waiting for ShareLock", WITHIN);
         stream.child.kill().unwrap();
@@ -239,10 +270,10 @@ fn killed_between_write_and_commit_then_restarted_loses_and_repeats_nothing() {
     assert_eq!(offsets_committed(&pg), first, "the killed batch's offsets are not stored");
     assert_eq!(enriched_rows(), before, "nor any of its rows");
 
-    let mut stream = spawn_stream(&work, &pg, &broker, &["--stop-when-idle", "2s"]);
+    let mut stream = spawn_stream(work, &pg, &broker, &["--stop-when-idle", "2s"]);
     assert_eq!(exit_code(&mut stream, WITHIN), Some(0), "{}", work.read("stream.err"));
-    assert_tables_equal(&pg, &work, "e.csv", "c.csv");
-    assert_eq!(summary(&work, "s.json")["duplicates"], 0, "nothing applied twice");
+    assert_tables_equal(&pg, work, "e.csv", "c.csv");
+    assert_eq!(summary(work, "s.json")["duplicates"], 0, "nothing applied twice");
 }
 
 /// The broker killed and started again on its storage while the stream
@@ -252,17 +283,16 @@ fn a_broker_restarted_mid_stream_is_waited_for() {
     let s3 = S3Server::start();
     let mut broker = Broker::start_on(&s3);
     let pg = PgServer::start();
-    let (work, files, days) = six_days();
-    let first = produce(&work, &broker, &files, &days[..3], "first");
-    let mut stream = spawn_stream(&work, &pg, &broker, &[]);
-    wait_for_records(&pg, first);
+    let exports = Exports::new();
+    let work = &exports.work;
+    let (first, mut stream) = streaming_first_half(&exports, &pg, &broker, &[]);
     broker.restart();
-    let second = produce(&work, &broker, &files, &days[3..], "second");
-    stop_after(&work, &pg, &mut stream, first + second);
-    assert_tables_equal(&pg, &work, "e.csv", "c.csv");
+    let second = exports.second_half(&broker);
+    stop_after(work, &pg, &mut stream, first + second);
+    assert_tables_equal(&pg, work, "e.csv", "c.csv");
     let error = work.read("stream.err");
     assert!(error.contains("(waiting for the brokers)"), "{error}");
-    assert_eq!(summary(&work, "s.json")["duplicates"], 0, "nothing applied twice");
+    assert_eq!(summary(work, "s.json")["duplicates"], 0, "nothing applied twice");
 }
 
 /// A message that is not JSON of either form becomes a reject naming its
@@ -271,25 +301,24 @@ fn a_broker_restarted_mid_stream_is_waited_for() {
 fn a_poison_message_is_rejected_and_the_stream_goes_on() {
     let pg = PgServer::start();
     let broker = Broker::start();
-    let (work, files, days) = six_days();
-    let first = produce(&work, &broker, &files, &days[..3], "first");
-    let mut stream = spawn_stream(&work, &pg, &broker, &[]);
-    wait_for_records(&pg, first);
+    let exports = Exports::new();
+    let work = &exports.work;
+    let (first, mut stream) = streaming_first_half(&exports, &pg, &broker, &[]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (partition, offset) = runtime.block_on(async {
         let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &broker.address).create().unwrap();
         let record = FutureRecord::to("InventoryChangeStore001").partition(0).key("poison").payload("{not json");
         producer.send(record, Duration::from_secs(10)).await.map(|delivery| (delivery.partition, delivery.offset)).unwrap()
     });
-    let second = produce(&work, &broker, &files, &days[3..], "second");
-    stop_after(&work, &pg, &mut stream, first + second + 1);
-    assert_tables_equal(&pg, &work, "e.csv", "c.csv");
+    let second = exports.second_half(&broker);
+    stop_after(work, &pg, &mut stream, first + second + 1);
+    assert_tables_equal(&pg, work, "e.csv", "c.csv");
     let rejects = pg.psql("SELECT source || ' ' || reason FROM rejects");
     assert!(
         rejects.contains(&format!("InventoryChangeStore001/{partition}@{offset} not valid JSON of either form")),
         "{rejects}"
     );
-    assert_eq!(summary(&work, "s.json")["rejected"], 1);
+    assert_eq!(summary(work, "s.json")["rejected"], 1);
 }
 
 #[test]
