@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Kafka read benchmark (issue: Kafka in and out). With about 1 million change
-# rows already in a local Tansu broker, times in one run, alternating:
-#   pos-etl enrich --brokers ... : start to finished CSV output (decode, rules, write)
-#   a bare librdkafka consumer (confluent-kafka) reading the same topics, no decoding
-# and reports the ratio. Usage: bench/kafka.sh [ITEMS DAYS RUNS]
+# Kafka read benchmark (issue 17, target 4). With a generated dataset
+# already in a local Tansu broker, times in one run, alternating:
+#   pos-etl enrich --brokers ... : start to finished CSV output (consume,
+#     decode, rules, write), wall time and peak RSS;
+#   a bare Rust consumer (bench/bare_consumer.rs, an rdkafka BaseConsumer
+#     loop) reading the same topics to their end, no decoding;
+# and reports the ratio of the medians.
+# Usage: bench/kafka.sh [ITEMS DAYS RUNS]; the default is about 1 million
+# change rows, `bench/kafka.sh 100000 98 3` about 30 million.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 items=${1:-33000}
@@ -11,24 +15,31 @@ days=${2:-10}
 runs=${3:-3}
 
 source bench/setup.sh
-python_env bench/.venv bench/requirements.txt
+cargo build --release --locked -q --example bare_consumer
+bare_consumer="$CARGO_TARGET_DIR/release/examples/bare_consumer"
 source bench/broker.sh
 
 "$pos_etl" generate --out-dir "$work/data" --items "$items" --days "$days" --seed 1
+started=$(date +%s)
 # produce waits for the broker itself (it fails after --kafka-timeout if it never answers)
 "$pos_etl" produce --brokers "$brokers" --data "$work/data" --form row --kafka-timeout 60s
+echo "produced in $(( $(date +%s) - started )) s"
 
 topics=InventorySnapshotOnline,InventorySnapshotStore001,InventoryChangeOnline,InventoryChangeStore001
-seconds() { /usr/bin/time -f %e -o "$work/time" "$@" > /dev/null 2>"$work/stderr" || { cat "$work/stderr"; exit 1; }; cat "$work/time"; }
-pos_times=(); peer_times=()
+pos_times=(); pos_rss=(); peer_times=()
 for run in $(seq "$runs"); do
-    pos_times+=("$(seconds "$pos_etl" enrich --brokers "$brokers" --data "$work/data" --out "$work/out.csv")")
-    peer_times+=("$(seconds "$venv/bin/python" bench/kafka_peer.py "$brokers" "$topics")")
+    read -r seconds kib < <(timed "$pos_etl" enrich --brokers "$brokers" --data "$work/data" --out "$work/out.csv")
+    pos_times+=("$seconds"); pos_rss+=("$kib")
+    read -r seconds _ < <(timed "$bare_consumer" "$brokers" "$topics")
+    peer_times+=("$seconds")
+    echo "run $run: pos-etl ${pos_times[-1]} s (${pos_rss[-1]} KiB), bare consumer ${peer_times[-1]} s"
 done
 pos=$(median "${pos_times[@]}"); peer=$(median "${peer_times[@]}")
+rss=$(printf '%s\n' "${pos_rss[@]}" | sort -n | tail -1)
 changes=$(( $(cat "$work"/data/inventory_change_{online,store_001}.csv | wc -l) - 2 ))
+snapshots=$(( $(cat "$work"/data/inventory_snapshot_{online,store_001}.csv | wc -l) - 2 ))
 echo
-echo "change rows in the broker: $changes; runs: $runs; machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"
-echo "pos-etl enrich from Kafka (decode + rules + CSV): ${pos_times[*]} s, median $pos s"
-echo "confluent-kafka consume, no decoding:            ${peer_times[*]} s, median $peer s"
+echo "in the broker: $changes change rows, $snapshots snapshot rows; runs: $runs; machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"
+echo "pos-etl enrich from Kafka (consume, decode, rules, CSV): ${pos_times[*]} s, median $pos s, peak RSS $(( rss / 1024 )) MiB"
+echo "bare Rust consumer (rdkafka BaseConsumer, no decoding):  ${peer_times[*]} s, median $peer s"
 awk -v a="$pos" -v b="$peer" 'BEGIN { printf "ratio pos-etl / bare consumer: %.2f\n", a / b }'

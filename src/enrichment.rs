@@ -126,7 +126,7 @@ pub async fn run_on(
     };
     let (enriched, current) = futures::future::try_join(write_enriched, write_current).await?;
     followed.map_err(|reason| anyhow::anyhow!("following the stock in {}: {reason}", job.enriched.destination))?;
-    inputs.read_bar.finish();
+    inputs.bars.iter().for_each(ProgressBar::finish);
 
     let mut summary = Summary::default();
     let mut reads = inputs.reads;
@@ -152,12 +152,13 @@ pub async fn run_on(
 
 /// What reading a run's inputs yields besides rows.
 pub struct Inputs {
-    /// Reads done before the rules run: the lookups, and Kafka topics.
+    /// Reads done before the rules run: the lookups.
     pub reads: Vec<TableRead>,
-    /// Reads done while the rules run: the event files.
+    /// Reads done while the rules run: the event files and topics.
     pub log: ReadLog,
-    /// Bytes of the files read so far.
-    pub read_bar: ProgressBar,
+    /// The progress of the reads done while the rules run (bytes of the
+    /// files, messages of the topics), finished once the outputs are written.
+    pub bars: Vec<ProgressBar>,
     /// Events of earlier runs among the tables, fed again to compute
     /// their rows again (an incremental run's late events).
     pub refed: u64,
@@ -165,10 +166,10 @@ pub struct Inputs {
     pub duplicates: u64,
 }
 
-/// Reads the lookups and any Kafka topics, and sets the event files up to
-/// be read while the rules run: the input tables, and what reading them
-/// yields. Every file's header is checked here, so a missing column fails
-/// the run before it starts.
+/// Reads the lookups, and sets the event files or topics up to be read
+/// while the rules run: the input tables, and what reading them yields.
+/// Every file's header and every topic is checked here, so a missing
+/// column or topic fails the run before it starts.
 async fn open_inputs(job: &Job<'_>, progress: &Progress) -> anyhow::Result<(Vec<(Table, Arc<dyn TableProvider>)>, Inputs)> {
     let partitions = job.run.resources.threads;
     let lookups = [Table::Store, Table::Item, Table::InventoryChangeType];
@@ -179,6 +180,14 @@ async fn open_inputs(job: &Job<'_>, progress: &Progress) -> anyhow::Result<(Vec<
         EventSource::Kafka { .. } => Vec::new(),
     };
     sources::csv::check_headers(&event_files).await?;
+    if let EventSource::Kafka { settings, topics } = &job.run.events {
+        // Topics are read while the rules run, like files: a broker that
+        // does not answer or a topic missing fails the run before it starts.
+        let (settings, topics) = (settings.clone(), topics.clone());
+        tokio::task::spawn_blocking(move || sources::kafka::check_topics(&settings, &topics))
+            .await
+            .expect("a Kafka check panicked")?;
+    }
     let total_bytes = lookup_files.iter().chain(&event_files).flat_map(|f| &f.inputs).map(|input| input.size()).sum();
     let read_bar = progress.bytes("read", total_bytes);
     let on_bytes = {
@@ -186,18 +195,7 @@ async fn open_inputs(job: &Job<'_>, progress: &Progress) -> anyhow::Result<(Vec<
         move |bytes| bar.inc(bytes)
     };
 
-    let mut reads = sources::csv::read_all(&lookup_files, on_bytes.clone()).await?;
-    if let EventSource::Kafka { settings, topics } = &job.run.events {
-        let bar = progress.count("consume", "messages");
-        let consumed = sources::kafka::read_topics(settings, topics, &Default::default(), {
-            let bar = bar.clone();
-            move |messages| bar.inc(messages)
-        })
-        .await?;
-        bar.finish();
-        reads.extend(consumed.into_iter().map(|topic| topic.read));
-    }
-    let mut reads = sources::merge_by_table(reads);
+    let mut reads = sources::merge_by_table(sources::csv::read_all(&lookup_files, on_bytes.clone()).await?);
     let mut tables = Vec::new();
     for read in &mut reads {
         let batches = std::mem::take(&mut read.batches);
@@ -209,7 +207,25 @@ async fn open_inputs(job: &Job<'_>, progress: &Progress) -> anyhow::Result<(Vec<
             .with_context(|| format!("reading the {} files", files.table.name()))?;
         tables.push((files.table, table as Arc<dyn TableProvider>));
     }
-    Ok((tables, Inputs { reads, log, read_bar, refed: 0, duplicates: 0 }))
+    let mut bars = vec![read_bar];
+    if let EventSource::Kafka { settings, topics } = &job.run.events {
+        let bar = progress.count("consume", "messages");
+        for table in events {
+            let of_table: Vec<String> = topics.iter().filter(|(t, _)| *t == table).map(|(_, topic)| topic.clone()).collect();
+            if of_table.is_empty() {
+                continue;
+            }
+            let on_messages = {
+                let bar = bar.clone();
+                move |messages| bar.inc(messages)
+            };
+            let topics_table = sources::streaming::kafka_table(table, settings, &of_table, &log, on_messages)
+                .with_context(|| format!("reading the {} topics", table.name()))?;
+            tables.push((table, topics_table as Arc<dyn TableProvider>));
+        }
+        bars.push(bar);
+    }
+    Ok((tables, Inputs { reads, log, bars, refed: 0, duplicates: 0 }))
 }
 
 /// Fills the per-table counts of `summary` and returns every reject, in input order.

@@ -213,7 +213,7 @@ pub async fn apply(
     let inputs = Inputs {
         reads,
         log: ReadLog::default(),
-        read_bar: indicatif::ProgressBar::hidden(),
+        bars: Vec::new(),
         refed: refed_rows,
         duplicates,
     };

@@ -171,6 +171,12 @@ impl MessageDecoder {
         self.chunk_rejects.push(((*partition, *offset), reject));
     }
 
+    /// The rows decoded so far and not yet taken, for a reader that hands
+    /// them on as it goes; `finish` then holds only the rest.
+    pub fn take_batches(&mut self) -> Vec<RecordBatch> {
+        std::mem::take(&mut self.read.batches)
+    }
+
     /// Everything decoded: the rows, the count of records, the rejects.
     pub fn finish(self) -> TableRead {
         self.read

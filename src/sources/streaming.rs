@@ -1,13 +1,15 @@
-//! Event files read while the rules run, so that no more of them is in
-//! memory than the sort holds before it spills: a DataFusion table whose
-//! partitions each read a share of the files on a blocking thread. What each
-//! file yielded besides rows – its record count and rejects – goes to a
-//! [`ReadLog`] that the caller reads once the outputs are written.
+//! Event files and Kafka topics read while the rules run, so that no more
+//! of them is in memory than the sort holds before it spills: a DataFusion
+//! table whose partitions each read a share of the files, or one topic, on
+//! a blocking thread. What each file or topic yielded besides rows – its
+//! record count and rejects – goes to a [`ReadLog`] that the caller reads
+//! once the outputs are written.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::error::DataFusionError;
@@ -18,7 +20,8 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{Table, TableRead};
+use super::{Table, TableRead, kafka};
+use crate::config::KafkaSettings;
 use crate::sources::csv::{Input, ReadPath, Source, stream_file};
 
 /// Batches a partition reads ahead of the plan consuming them.
@@ -62,59 +65,136 @@ pub fn csv_table(
         lightest.0 += size;
         lightest.1.push(input.clone());
     }
-    let streams = shares
-        .into_iter()
-        .map(|(_, inputs)| {
-            Arc::new(FilesPartition {
-                table,
-                schema: table.schema(),
-                inputs,
-                log: log.clone(),
-                on_bytes: Arc::new(on_bytes.clone()),
-            }) as Arc<dyn PartitionStream>
-        })
-        .collect();
-    Ok(Arc::new(StreamingTable::try_new(table.schema(), streams)?))
+    let on_bytes: Arc<dyn Fn(u64) + Send + Sync> = Arc::new(on_bytes);
+    let readers = shares.into_iter().map(|(_, inputs)| Files { table, inputs, on_bytes: on_bytes.clone() });
+    streaming_table(table, readers, log)
 }
 
-/// One partition: some files of one table, read one after the other.
-struct FilesPartition {
+/// The topics of `table` (each read whole, from its start) as a table of
+/// one partition per topic, each reading its topic when the plan runs.
+/// `on_messages` is called with each further number of messages read.
+pub fn kafka_table(
     table: Table,
-    schema: SchemaRef,
+    settings: &KafkaSettings,
+    topics: &[String],
+    log: &ReadLog,
+    on_messages: impl Fn(u64) + Send + Sync + 'static,
+) -> Result<Arc<StreamingTable>, DataFusionError> {
+    let on_messages: Arc<dyn Fn(u64) + Send + Sync> = Arc::new(on_messages);
+    let readers = topics.iter().map(|topic| Topic {
+        table,
+        settings: settings.clone(),
+        topic: topic.clone(),
+        on_messages: on_messages.clone(),
+    });
+    streaming_table(table, readers, log)
+}
+
+/// A table of one partition per reader.
+fn streaming_table(
+    table: Table,
+    readers: impl Iterator<Item = impl Reader + 'static>,
+    log: &ReadLog,
+) -> Result<Arc<StreamingTable>, DataFusionError> {
+    let partitions = readers
+        .map(|reader| {
+            Arc::new(ReaderPartition { schema: table.schema(), reader: Arc::new(reader), log: log.clone() })
+                as Arc<dyn PartitionStream>
+        })
+        .collect();
+    Ok(Arc::new(StreamingTable::try_new(table.schema(), partitions)?))
+}
+
+/// What one partition of a streaming table reads, on a blocking thread.
+trait Reader: std::fmt::Debug + Send + Sync {
+    /// Reads, handing each batch of rows to `on_batch` until it breaks, and
+    /// logs what each file or topic yielded besides rows in `log`.
+    fn read(
+        &self,
+        log: &ReadLog,
+        on_batch: &mut dyn FnMut(RecordBatch) -> ControlFlow<()>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// Some files of one table, read one after the other.
+struct Files {
+    table: Table,
     inputs: Vec<Input>,
-    log: ReadLog,
     on_bytes: Arc<dyn Fn(u64) + Send + Sync>,
 }
 
-impl std::fmt::Debug for FilesPartition {
+impl std::fmt::Debug for Files {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FilesPartition").field("table", &self.table).field("inputs", &self.inputs).finish()
+        f.debug_struct("Files").field("table", &self.table).field("inputs", &self.inputs).finish()
     }
 }
 
-impl PartitionStream for FilesPartition {
+impl Reader for Files {
+    fn read(
+        &self,
+        log: &ReadLog,
+        on_batch: &mut dyn FnMut(RecordBatch) -> ControlFlow<()>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        for input in &self.inputs {
+            let read = stream_file(self.table, input, ReadPath::Fast, |bytes| (self.on_bytes)(bytes), &mut *on_batch)?;
+            log.record(input.name(), read);
+        }
+        Ok(())
+    }
+}
+
+/// One Kafka topic of one table, every partition from its start.
+struct Topic {
+    table: Table,
+    settings: KafkaSettings,
+    topic: String,
+    on_messages: Arc<dyn Fn(u64) + Send + Sync>,
+}
+
+impl std::fmt::Debug for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topic").field("table", &self.table).field("topic", &self.topic).finish()
+    }
+}
+
+impl Reader for Topic {
+    fn read(
+        &self,
+        log: &ReadLog,
+        on_batch: &mut dyn FnMut(RecordBatch) -> ControlFlow<()>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let on_messages = |messages| (self.on_messages)(messages);
+        let read = kafka::read_topic(&self.settings, self.table, &self.topic, &BTreeMap::new(), on_messages, on_batch)?;
+        log.record(self.topic.clone(), read.read);
+        Ok(())
+    }
+}
+
+/// One partition of a streaming table: its reader run on a blocking thread
+/// when the plan executes it, a few batches ahead of the plan.
+#[derive(Debug)]
+struct ReaderPartition {
+    schema: SchemaRef,
+    reader: Arc<dyn Reader>,
+    log: ReadLog,
+}
+
+impl PartitionStream for ReaderPartition {
     fn schema(&self) -> &SchemaRef {
         &self.schema
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let (sender, receiver) = mpsc::channel(READ_AHEAD_BATCHES);
-        let (table, inputs, log, on_bytes) =
-            (self.table, self.inputs.clone(), self.log.clone(), self.on_bytes.clone());
+        let (reader, log) = (self.reader.clone(), self.log.clone());
         tokio::task::spawn_blocking(move || {
-            for input in inputs {
-                let on_batch = |batch| match sender.blocking_send(Ok(batch)) {
-                    Ok(()) => ControlFlow::Continue(()),
-                    // The plan stopped reading: it failed or has what it needs.
-                    Err(_) => ControlFlow::Break(()),
-                };
-                match stream_file(table, &input, ReadPath::Fast, |bytes| on_bytes(bytes), on_batch) {
-                    Ok(read) => log.record(input.name(), read),
-                    Err(error) => {
-                        let _ = sender.blocking_send(Err(DataFusionError::External(Box::new(error))));
-                        return;
-                    }
-                }
+            let mut on_batch = |batch| match sender.blocking_send(Ok(batch)) {
+                Ok(()) => ControlFlow::Continue(()),
+                // The plan stopped reading: it failed or has what it needs.
+                Err(_) => ControlFlow::Break(()),
+            };
+            if let Err(error) = reader.read(&log, &mut on_batch) {
+                let _ = sender.blocking_send(Err(DataFusionError::External(error)));
             }
         });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), ReceiverStream::new(receiver)))
