@@ -397,11 +397,11 @@ pub struct RunArgs {
     pub threads: Option<u64>,
 
     /// Memory the sorts may hold before they spill to disk.
-    #[arg(long, value_name = "SIZE", default_value = "2GiB", env = "POS_ETL_MEMORY_LIMIT", value_parser = parse_size,
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", env = "POS_ETL_MEMORY_LIMIT", value_parser = parse_size,
           long_help = "Memory the sorts and aggregates of the rules share before they spill to files in \
 the temporary directory ($TMPDIR), at least 8 MiB per thread. The merges of what they spilled, the \
 windows and the lookup tables come on top (tens of MiB per thread), and so does reading and writing: \
-at the default, a run of 10 million rows peaks at about 0.8 GiB. A run that needs more than the limit \
+at the default, a run of 10 or 30 million rows peaks at about 1.1 GiB. A run that needs more than the limit \
 gives it fails naming the flags to change. Accepts 512MiB, 2GiB, 1.5G, or plain bytes.")]
     pub memory_limit: u64,
 

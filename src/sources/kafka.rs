@@ -100,6 +100,14 @@ pub fn read_topic(
             // brokers (Tansu 0.6) hold every fetch this long: 500 ms, the
             // default, made a read of 1 million records 2.6× slower.
             ("fetch.wait.max.ms", "10"),
+            // The rules hold the reader back when they are busier than it
+            // (the channel to them is full); librdkafka then waits this
+            // long (default 1 s) before its next fetch once its read-ahead
+            // is full, which left both cores idle for most of a second.
+            ("fetch.queue.backoff.ms", "10"),
+            // Read-ahead per partition (default 64 MiB): a dozen partitions
+            // would otherwise hold more than the rules.
+            ("queued.max.messages.kbytes", "16384"),
         ])
         // The end-of-partition event is how a run knows it is done.
         .set("enable.partition.eof", "true")
