@@ -1,6 +1,8 @@
 """The pos-etl benchmark (bench/README.md): generate datasets at three scales,
 check that every engine's output equals pos-etl's, then time the engines
-alternately and report medians, peak memory and ratios.
+alternately and report medians, peak memory and ratios. With --large, one
+run of each engine on 100 million change rows instead, at their default
+settings, recording how each ends (a failure or a kill is a result).
 
 Run through bench/run.sh, which builds pos-etl and the Python environment.
 """
@@ -23,7 +25,7 @@ import polars
 BENCH = Path(__file__).resolve().parent
 # Scales: (label, days of trading for 100,000 items); pos-etl generate makes
 # about 306,000 change rows a day for 100,000 items.
-SCALES = {"1M": 3, "10M": 33, "30M": 98}
+SCALES = {"1M": 3, "10M": 33, "30M": 98, "100M": 327}
 ITEMS = 100_000
 SEED = 1
 
@@ -64,17 +66,43 @@ def engines(pos_etl: Path, threads: int, scale: str) -> list[Engine]:
 
 def run_timed(engine: Engine, data: Path, out_dir: Path) -> Measurement:
     """Runs `engine` once under /usr/bin/time; returns wall time and peak RSS."""
+    measurement, failure = run_measured(engine, data, out_dir)
+    if failure:
+        sys.exit(f"{engine.label} {failure}")
+    return measurement
+
+
+def run_measured(engine: Engine, data: Path, out_dir: Path, timeout: float | None = None) -> tuple[Measurement, str | None]:
+    """Runs `engine` once under /usr/bin/time: wall time and peak RSS, and how
+    it failed (None if it did not). An engine still running after `timeout`
+    seconds is killed, and that is how it failed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"data": str(data), "out": str(out_dir / f"enriched.{engine.format}"),
              "current": str(out_dir / f"current_inventory.{engine.format}")}
     command = [part.format(**paths) for part in engine.command]
     timing = out_dir / "time.txt"
-    result = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", str(timing), *command],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if result.returncode != 0:
-        sys.exit(f"{engine.label} failed ({result.returncode}):\n{' '.join(command)}\n{result.stderr}")
-    seconds, kilobytes = timing.read_text().split()
-    return Measurement(float(seconds), int(kilobytes) * 1024)
+    # Run in the output directory: what an engine spills by default (DuckDB's .tmp) goes there.
+    timer = subprocess.Popen(["/usr/bin/time", "-f", "%e %M", "-o", str(timing), *command],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=out_dir)
+    timed_out = False
+    try:
+        _, stderr = timer.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # Kill the engine, not time, which then writes what it measured.
+        timed_out = True
+        for child in Path(f"/proc/{timer.pid}/task/{timer.pid}/children").read_text().split():
+            os.kill(int(child), 9)
+        _, stderr = timer.communicate()
+    # time writes "Command terminated by signal 9" or "exited with non-zero status" above its figures
+    seconds, kilobytes = timing.read_text().split()[-2:]
+    measurement = Measurement(float(seconds), int(kilobytes) * 1024)
+    if timer.returncode == 0:
+        return measurement, None
+    if timed_out:
+        return measurement, f"did not finish in {timeout:.0f} s; killed:\n{' '.join(command)}"
+    killed = " (killed by a signal: out of memory?)" if timer.returncode < 0 or timer.returncode >= 128 else ""
+    tail = stderr.strip().splitlines()[-3:]
+    return measurement, f"failed ({timer.returncode}){killed}:\n{' '.join(command)}\n" + "\n".join(tail)
 
 
 def same_rows(expected: Path, found: Path) -> str | None:
@@ -128,7 +156,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per engine (median reported)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--results", type=Path, default=BENCH / "results")
+    parser.add_argument("--large", action="store_true",
+                        help="one run of each engine, CSV only, at default settings, on 100 million change rows")
+    parser.add_argument("--timeout", type=float, default=900,
+                        help="with --large, seconds after which an engine still running is killed")
     args = parser.parse_args()
+    if args.large:
+        large(args)
+        return
 
     results = {"machine": machine(), "threads": args.threads, "runs": args.runs, "scales": []}
     for scale in args.scales.split(","):
@@ -167,6 +202,72 @@ def main() -> None:
         args.results.mkdir(parents=True, exist_ok=True)
         (args.results / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     write_report(results, args.results)
+
+
+def large(args: argparse.Namespace) -> None:
+    """Target 3 of issue 17: every engine once on 100 million change rows,
+    CSV to CSV, at its default settings (pos-etl: no flags; DuckDB: its
+    default memory limit, 80% of RAM, spilling beyond it; Polars: the
+    streaming engine), each given every core. How each run ends is the
+    result: its time and peak memory, or how it failed. Outputs are compared
+    by hash and removed, so that only one is on disk at a time."""
+    import hashlib
+
+    data, counts = generate(args.pos_etl, args.work_dir, "100M")
+    print(f"== 100M: {counts['change']:,} change rows, {counts['snapshot']:,} snapshot rows", flush=True)
+    cores = str(os.cpu_count())
+    python = sys.executable
+    listed = [
+        Engine("pos-etl", "csv", [str(args.pos_etl), "enrich", "--data", "{data}", "--out", "{out}",
+                                  "--current-out", "{current}"]),
+        Engine("duckdb", "csv", [python, str(BENCH / "duckdb_enrich.py"), "{data}", "{out}", "{current}", cores]),
+        Engine("polars", "csv", [python, str(BENCH / "polars_enrich.py"), "{data}", "{out}", "{current}", cores]),
+    ]
+    rows = []
+    reference = None
+    for engine in listed:
+        out_dir = args.work_dir / "out-100M" / engine.name
+        shutil.rmtree(out_dir, ignore_errors=True)
+        measurement, failure = run_measured(engine, data, out_dir, args.timeout)
+        if failure is None:
+            digests = []
+            for name in ["enriched.csv", "current_inventory.csv"]:
+                with open(out_dir / name, "rb") as f:
+                    digests.append(hashlib.file_digest(f, "sha256").hexdigest())
+            if engine.name == "pos-etl":
+                reference = digests
+            elif digests != reference:
+                failure = "its output differs from pos-etl's" if reference else "completed; pos-etl failed, not compared"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        if failure:
+            ended = failure.splitlines()[0]
+        else:
+            ended = "completed" if engine.name == "pos-etl" else "completed, output equals pos-etl's"
+        print(f"   {engine.label}: {measurement.seconds:.1f} s, {measurement.peak_rss_bytes / 2**30:.2f} GiB, {ended}",
+              flush=True)
+        if failure:
+            print(failure, flush=True)
+        rows.append({"engine": engine.name, "seconds": measurement.seconds,
+                     "peak_rss_bytes": measurement.peak_rss_bytes, "ended": ended, "detail": failure})
+    results = {"machine": machine(), "threads": os.cpu_count(), "change_rows": counts["change"],
+               "snapshot_rows": counts["snapshot"], "engines": rows}
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "large.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_large_report(results, args.results)
+
+
+def write_large_report(results: dict, out: Path) -> None:
+    """large.md: the table of a --large run."""
+    m = results["machine"]
+    lines = ["# 100 million change rows, CSV to CSV, default settings", "",
+             f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB; {m['os']}. pos-etl "
+             f"{m['pos_etl_revision']}, DuckDB {m['duckdb']}, Polars {m['polars']}; {m['date']}. "
+             f"{results['change_rows']:,} change rows and {results['snapshot_rows']:,} snapshot rows; one run each, "
+             "both outputs.", "",
+             "| engine | wall time (s) | peak RSS (GiB) | how it ended |", "|---|---:|---:|---|"]
+    for row in results["engines"]:
+        lines.append(f"| {row['engine']} | {row['seconds']:.1f} | {row['peak_rss_bytes'] / 2**30:.2f} | {row['ended']} |")
+    (out / "large.md").write_text("\n".join(lines) + "\n")
 
 
 def write_report(results: dict, out: Path) -> None:
