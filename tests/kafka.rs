@@ -57,9 +57,9 @@ fn transaction_form_round_trip_equals_the_csv_enrich() {
 
 /// Events are fed to the rules as they arrive, not held until the topics
 /// are read: over 4 million change rows (about 300 MiB as Arrow rows), the
-/// run from Kafka peaks within a fixed margin (librdkafka's read-ahead and
-/// the decoder) of the same run over the CSV files, which are streamed,
-/// and its output equals theirs.
+/// run from Kafka peaks within a fixed margin (librdkafka's read-ahead, 4
+/// MiB a partition here, and the decoders) of the same run over the CSV
+/// files, which are streamed, and its output equals theirs.
 #[test]
 fn a_big_topic_is_read_in_bounded_memory() {
     let work = Workdir::new();
@@ -71,7 +71,7 @@ fn a_big_topic_is_read_in_bounded_memory() {
     assert!(status.success(), "{args:?}: {status}");
     let broker = Broker::start();
     produce(&work, &broker, &["--form", "row"]);
-    let mut args = vec!["enrich", "--brokers", &broker.address, "--out", "kafka.csv"];
+    let mut args = vec!["enrich", "--brokers", &broker.address, "--out", "kafka.csv", "-X", "queued.max.messages.kbytes=4096"];
     args.extend_from_slice(&limits);
     let (status, kafka_peak) = peak_memory(work.command::<&str, &str>(&args, &[]));
     assert!(status.success(), "{args:?}: {status}");
@@ -233,6 +233,11 @@ fn big_dataset() -> Workdir {
     work
 }
 
+/// librdkafka's read-ahead capped at 1 MiB a partition: a run would
+/// otherwise have fetched all of `big_dataset()` by the time a test stops
+/// its broker, and no longer be reading from it.
+const SMALL_READ_AHEAD: [&str; 2] = ["-X", "queued.max.messages.kbytes=1024"];
+
 /// The broker killed mid-read: exit 1 naming the broker and the offsets
 /// reached, the previous output intact.
 #[test]
@@ -241,7 +246,7 @@ fn a_broker_killed_mid_read_fails_naming_it_and_keeps_the_previous_output() {
     let mut broker = Broker::start();
     produce(&work, &broker, &["--form", "row"]);
     work.write("kafka.csv", "previous\n");
-    let child = spawn_consuming(&work, &["enrich", "--brokers", &broker.address, "--kafka-timeout", "3s", "--out", "kafka.csv"]);
+    let child = spawn_consuming(&work, &["enrich", "--brokers", &broker.address, "--kafka-timeout", "3s", "--out", "kafka.csv", SMALL_READ_AHEAD[0], SMALL_READ_AHEAD[1]]);
     broker.kill();
     let status = child.wait_with_output().unwrap().status;
     let stderr = std::fs::read_to_string(work.path().join("stderr.log")).unwrap();
@@ -274,7 +279,10 @@ fn a_broker_restarted_mid_read_with_its_storage_is_read_to_the_end() {
     assert!(run.stderr().contains("records/s"), "{}", run.stderr());
     let child = spawn_consuming(
         &work,
-        &["enrich", "--brokers", &broker.address, "--out", "kafka.csv", "--current-out", "kafka_current.csv"],
+        &[
+            "enrich", "--brokers", &broker.address, "--out", "kafka.csv", "--current-out", "kafka_current.csv",
+            SMALL_READ_AHEAD[0], SMALL_READ_AHEAD[1],
+        ],
     );
     broker.restart();
     let status = child.wait_with_output().unwrap().status;
