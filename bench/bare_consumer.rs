@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use pos_etl::sources::kafka::PartitionRead;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -53,17 +54,20 @@ fn read_topic(brokers: &str, topic: &str) -> Result<(u64, u64), KafkaError> {
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")
-        // As pos-etl's consumer: Tansu holds every fetch this long.
+        // As pos-etl's consumer: Tansu holds every fetch this long. (Its
+        // other two settings, fetch.queue.backoff.ms and
+        // queued.max.messages.kbytes, only act when the reader is held
+        // back, which a loop that only counts never is.)
         .set("fetch.wait.max.ms", "10")
         .create()?;
-    // Per partition: the next offset to read and the mark seen at start.
-    let mut pending: HashMap<i32, (i64, i64)> = HashMap::new();
+    // Per partition, how far the reading has got, by pos-etl's own rule.
+    let mut pending: HashMap<i32, PartitionRead> = HashMap::new();
     let mut assignment = TopicPartitionList::new();
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
     for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
         let (_, high) = consumer.fetch_watermarks(topic, partition.id(), timeout)?;
         assignment.add_partition_offset(topic, partition.id(), Offset::Offset(0))?;
-        pending.insert(partition.id(), (0, high));
+        pending.insert(partition.id(), PartitionRead::new(0, high));
     }
     consumer.assign(&assignment)?;
     let (mut messages, mut bytes) = (0u64, 0u64);
@@ -73,12 +77,14 @@ fn read_topic(brokers: &str, topic: &str) -> Result<(u64, u64), KafkaError> {
             Some(Ok(message)) => {
                 messages += 1;
                 bytes += message.payload_len() as u64;
-                if let Some((next, _)) = pending.get_mut(&message.partition()) {
-                    *next = (*next).max(message.offset() + 1);
+                if let Some(read) = pending.get_mut(&message.partition()) {
+                    read.on_message(message.offset());
                 }
             }
+            // Without the consumer's position: `pos-etl produce` writes no
+            // transaction markers, so the last record read is the end.
             Some(Err(KafkaError::PartitionEOF(partition))) => {
-                if pending.get(&partition).is_some_and(|(next, high)| next >= high) {
+                if pending.get_mut(&partition).is_some_and(|read| read.on_end(None)) {
                     pending.remove(&partition);
                 }
             }

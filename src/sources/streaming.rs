@@ -151,6 +151,7 @@ struct Topic {
     on_messages: Arc<dyn Fn(u64) + Send + Sync>,
 }
 
+// By hand, and without the settings: they may hold a SASL password.
 impl std::fmt::Debug for Topic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Topic").field("table", &self.table).field("topic", &self.topic).finish()
