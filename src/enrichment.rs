@@ -180,13 +180,20 @@ async fn open_inputs(job: &Job<'_>, progress: &Progress) -> anyhow::Result<(Vec<
         EventSource::Kafka { .. } => Vec::new(),
     };
     sources::csv::check_headers(&event_files).await?;
+    // Topics are read while the rules run, like files, but opened now, all
+    // at once: a broker that does not answer or a topic missing fails the
+    // run before it starts, and every topic is read to its marks of now.
+    let mut opened = Vec::new();
     if let EventSource::Kafka { settings, topics } = &job.run.events {
-        // Topics are read while the rules run, like files: a broker that
-        // does not answer or a topic missing fails the run before it starts.
-        let (settings, topics) = (settings.clone(), topics.clone());
-        tokio::task::spawn_blocking(move || sources::kafka::check_topics(&settings, &topics))
-            .await
-            .expect("a Kafka check panicked")?;
+        let opening = topics.iter().map(|(table, topic)| {
+            let (settings, table, topic) = (settings.clone(), *table, topic.clone());
+            tokio::task::spawn_blocking(move || {
+                sources::kafka::open_topic(&settings, table, &topic, &Default::default()).map(|open| (table, open))
+            })
+        });
+        for open in futures::future::join_all(opening).await {
+            opened.push(open.expect("a Kafka consumer panicked while opening")?);
+        }
     }
     let total_bytes = lookup_files.iter().chain(&event_files).flat_map(|f| &f.inputs).map(|input| input.size()).sum();
     let read_bar = progress.bytes("read", total_bytes);
@@ -208,10 +215,10 @@ async fn open_inputs(job: &Job<'_>, progress: &Progress) -> anyhow::Result<(Vec<
         tables.push((files.table, table as Arc<dyn TableProvider>));
     }
     let mut bars = vec![read_bar];
-    if let EventSource::Kafka { settings, topics } = &job.run.events {
+    if let EventSource::Kafka { settings, .. } = &job.run.events {
         let bar = progress.count("consume", "messages");
         for table in events {
-            let of_table: Vec<String> = topics.iter().filter(|(t, _)| *t == table).map(|(_, topic)| topic.clone()).collect();
+            let of_table: Vec<_> = opened.extract_if(.., |(t, _)| *t == table).map(|(_, open)| open).collect();
             if of_table.is_empty() {
                 continue;
             }
@@ -219,7 +226,7 @@ async fn open_inputs(job: &Job<'_>, progress: &Progress) -> anyhow::Result<(Vec<
                 let bar = bar.clone();
                 move |messages| bar.inc(messages)
             };
-            let topics_table = sources::streaming::kafka_table(table, settings, &of_table, &log, on_messages)
+            let topics_table = sources::streaming::kafka_table(table, settings, of_table, &log, on_messages)
                 .with_context(|| format!("reading the {} topics", table.name()))?;
             tables.push((table, topics_table as Arc<dyn TableProvider>));
         }

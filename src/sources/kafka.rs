@@ -68,16 +68,6 @@ pub async fn read_topics(
         .collect()
 }
 
-/// Checks that the brokers answer and that every topic exists, so that a
-/// run whose topics are read while the rules run fails before it starts.
-pub fn check_topics(settings: &KafkaSettings, topics: &[(Table, String)]) -> Result<(), SourceError> {
-    let consumer: BaseConsumer = settings
-        .client_config(&[("group.id", "pos-etl-enrich")])
-        .create()
-        .map_err(|source| SourceError::KafkaClient { brokers: settings.brokers.clone(), source })?;
-    topics.iter().try_for_each(|(_, topic)| partitions_of(&consumer, settings, topic).map(drop))
-}
-
 /// Reads one topic from the offsets in `from` (a partition not in it from
 /// its start) to the high-water marks seen at start, handing each batch of
 /// rows to `on_batch` as it is decoded (the read stops early if it breaks:
@@ -89,8 +79,29 @@ pub fn read_topic(
     topic: &str,
     from: &BTreeMap<i32, i64>,
     on_messages: impl Fn(u64),
-    mut on_batch: impl FnMut(RecordBatch) -> ControlFlow<()>,
+    on_batch: impl FnMut(RecordBatch) -> ControlFlow<()>,
 ) -> Result<TopicRead, SourceError> {
+    open_topic(settings, table, topic, from)?.read(settings, on_messages, on_batch)
+}
+
+/// A topic's consumer, assigned every partition, with the high-water marks
+/// seen when it was opened: what is there to read.
+pub struct OpenTopic {
+    consumer: BaseConsumer,
+    table: Table,
+    topic: String,
+    pending: HashMap<i32, PartitionRead>,
+}
+
+/// Opens `topic` to be read from the offsets in `from` (a partition not in
+/// it from its start): fails if the brokers do not answer or the topic does
+/// not exist.
+pub fn open_topic(
+    settings: &KafkaSettings,
+    table: Table,
+    topic: &str,
+    from: &BTreeMap<i32, i64>,
+) -> Result<OpenTopic, SourceError> {
     let consumer: BaseConsumer = settings
         .client_config(&[
             ("group.id", "pos-etl-enrich"),
@@ -127,7 +138,6 @@ pub fn read_topic(
     // the consumer to the earliest one retained.
     let mut pending: HashMap<i32, PartitionRead> = HashMap::new();
     let mut assignment = TopicPartitionList::new();
-    let mut done = BTreeMap::new();
     for partition in partitions {
         let (_, high) = consumer.fetch_watermarks(topic, partition, settings.timeout).map_err(unreachable)?;
         let start = from.get(&partition).copied().unwrap_or(0);
@@ -136,65 +146,84 @@ pub fn read_topic(
             .map_err(|source| SourceError::Kafka { topic: topic.to_string(), source })?;
         pending.insert(partition, PartitionRead::new(start, high));
     }
-    let mut decoder = MessageDecoder::new(table, topic);
     consumer
         .assign(&assignment)
         .map_err(|source| SourceError::Kafka { topic: topic.to_string(), source })?;
+    Ok(OpenTopic { consumer, table, topic: topic.to_string(), pending })
+}
 
-    let mut last_event = Instant::now();
-    while !pending.is_empty() {
-        match consumer.poll(Duration::from_millis(100)) {
-            None if last_event.elapsed() > settings.timeout => {
-                let mut stalled: Vec<String> =
-                    pending.iter().map(|(partition, read)| format!("{topic}/{partition} {read}")).collect();
-                stalled.sort();
-                return Err(SourceError::Stalled {
-                    brokers: settings.brokers.clone(),
-                    timeout_secs: settings.timeout.as_secs_f64(),
-                    partitions: stalled.join(", "),
-                });
-            }
-            None => {}
-            Some(Ok(message)) => {
-                last_event = Instant::now();
-                if let Some(read) = pending.get_mut(&message.partition()) {
-                    read.on_message(message.offset());
-                }
-                decoder.push(message.partition(), message.offset(), message.payload().unwrap_or_default());
-                if decoder.is_full() {
-                    on_messages(decoder.flush() as u64);
-                    if decoder.take_batches().into_iter().try_for_each(&mut on_batch).is_break() {
-                        break;
-                    }
-                }
-            }
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                last_event = Instant::now();
-                // The consumer's position is past the control records a
-                // transactional producer leaves, which are never delivered.
-                let position = consumer.position().ok().and_then(|positions| {
-                    match positions.find_partition(topic, partition)?.offset() {
-                        Offset::Offset(offset) => Some(offset),
-                        _ => None,
-                    }
-                });
-                if let Some(read) = pending.get_mut(&partition) {
-                    if read.on_end(position) {
-                        done.insert(partition, read.next);
-                        pending.remove(&partition);
-                    }
-                }
-            }
-            // Transient errors (a broker restarting, a rebalance of leaders):
-            // librdkafka retries, and the stall timeout above bounds the wait.
-            Some(Err(KafkaError::MessageConsumption(_))) => {}
-            Some(Err(source)) => return Err(SourceError::Kafka { topic: topic.to_string(), source }),
-        }
+impl OpenTopic {
+    /// The topic's name.
+    pub fn topic(&self) -> &str {
+        &self.topic
     }
-    on_messages(decoder.flush() as u64);
-    // Past a break the batches left are dropped, as the plan wants no more.
-    let _ = decoder.take_batches().into_iter().try_for_each(&mut on_batch);
-    Ok(TopicRead { read: decoder.finish(), next: done })
+
+    /// Reads what is there to read, as [`read_topic`] does.
+    pub fn read(
+        self,
+        settings: &KafkaSettings,
+        on_messages: impl Fn(u64),
+        mut on_batch: impl FnMut(RecordBatch) -> ControlFlow<()>,
+    ) -> Result<TopicRead, SourceError> {
+        let OpenTopic { consumer, table, topic, mut pending } = self;
+        let topic = topic.as_str();
+        let mut done = BTreeMap::new();
+        let mut decoder = MessageDecoder::new(table, topic);
+        let mut last_event = Instant::now();
+        while !pending.is_empty() {
+            match consumer.poll(Duration::from_millis(100)) {
+                None if last_event.elapsed() > settings.timeout => {
+                    let mut stalled: Vec<String> =
+                        pending.iter().map(|(partition, read)| format!("{topic}/{partition} {read}")).collect();
+                    stalled.sort();
+                    return Err(SourceError::Stalled {
+                        brokers: settings.brokers.clone(),
+                        timeout_secs: settings.timeout.as_secs_f64(),
+                        partitions: stalled.join(", "),
+                    });
+                }
+                None => {}
+                Some(Ok(message)) => {
+                    last_event = Instant::now();
+                    if let Some(read) = pending.get_mut(&message.partition()) {
+                        read.on_message(message.offset());
+                    }
+                    decoder.push(message.partition(), message.offset(), message.payload().unwrap_or_default());
+                    if decoder.is_full() {
+                        on_messages(decoder.flush() as u64);
+                        if decoder.take_batches().into_iter().try_for_each(&mut on_batch).is_break() {
+                            break;
+                        }
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    last_event = Instant::now();
+                    // The consumer's position is past the control records a
+                    // transactional producer leaves, which are never delivered.
+                    let position = consumer.position().ok().and_then(|positions| {
+                        match positions.find_partition(topic, partition)?.offset() {
+                            Offset::Offset(offset) => Some(offset),
+                            _ => None,
+                        }
+                    });
+                    if let Some(read) = pending.get_mut(&partition) {
+                        if read.on_end(position) {
+                            done.insert(partition, read.next);
+                            pending.remove(&partition);
+                        }
+                    }
+                }
+                // Transient errors (a broker restarting, a rebalance of leaders):
+                // librdkafka retries, and the stall timeout above bounds the wait.
+                Some(Err(KafkaError::MessageConsumption(_))) => {}
+                Some(Err(source)) => return Err(SourceError::Kafka { topic: topic.to_string(), source }),
+            }
+        }
+        on_messages(decoder.flush() as u64);
+        // Past a break the batches left are dropped, as the plan wants no more.
+        let _ = decoder.take_batches().into_iter().try_for_each(&mut on_batch);
+        Ok(TopicRead { read: decoder.finish(), next: done })
+    }
 }
 
 /// A consumer that stays, for `pos-etl stream`: every partition of its

@@ -70,21 +70,23 @@ pub fn csv_table(
     streaming_table(table, readers, log)
 }
 
-/// The topics of `table` (each read whole, from its start) as a table of
-/// one partition per topic, each reading its topic when the plan runs.
-/// `on_messages` is called with each further number of messages read.
+/// The topics of `table`, opened (each to be read whole, from its start),
+/// as a table of one partition per topic, each reading its topic when the
+/// plan runs. `on_messages` is called with each further number of messages
+/// read.
 pub fn kafka_table(
     table: Table,
     settings: &KafkaSettings,
-    topics: &[String],
+    topics: Vec<kafka::OpenTopic>,
     log: &ReadLog,
     on_messages: impl Fn(u64) + Send + Sync + 'static,
 ) -> Result<Arc<StreamingTable>, DataFusionError> {
     let on_messages: Arc<dyn Fn(u64) + Send + Sync> = Arc::new(on_messages);
-    let readers = topics.iter().map(|topic| Topic {
+    let readers = topics.into_iter().map(|opened| Topic {
         table,
         settings: settings.clone(),
-        topic: topic.clone(),
+        topic: opened.topic().to_string(),
+        opened: Mutex::new(Some(opened)),
         on_messages: on_messages.clone(),
     });
     streaming_table(table, readers, log)
@@ -148,6 +150,10 @@ struct Topic {
     table: Table,
     settings: KafkaSettings,
     topic: String,
+    /// Opened when the run starts, so that every topic's high-water marks
+    /// are those of that moment and a broker lost later is met mid-read;
+    /// taken by the first execution (a plan executed again opens it anew).
+    opened: Mutex<Option<kafka::OpenTopic>>,
     on_messages: Arc<dyn Fn(u64) + Send + Sync>,
 }
 
@@ -164,8 +170,12 @@ impl Reader for Topic {
         log: &ReadLog,
         on_batch: &mut dyn FnMut(RecordBatch) -> ControlFlow<()>,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let on_messages = |messages| (self.on_messages)(messages);
-        let read = kafka::read_topic(&self.settings, self.table, &self.topic, &BTreeMap::new(), on_messages, on_batch)?;
+        let opened = self.opened.lock().expect("no panic while holding the lock").take();
+        let opened = match opened {
+            Some(opened) => opened,
+            None => kafka::open_topic(&self.settings, self.table, &self.topic, &BTreeMap::new())?,
+        };
+        let read = opened.read(&self.settings, |messages| (self.on_messages)(messages), on_batch)?;
         log.record(self.topic.clone(), read.read);
         Ok(())
     }
