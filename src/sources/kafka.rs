@@ -27,6 +27,21 @@ use super::{Table, TableRead};
 use crate::config::KafkaSettings;
 use crate::error::SourceError;
 
+/// The settings every consumer of pos-etl starts from (before the user's
+/// `-X`), followed by `own`: offsets are pos-etl's to keep, never committed
+/// to Kafka, and a partition with none is read from its start.
+fn consumer_defaults<'a>(own: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let shared = [
+        ("enable.auto.commit", "false"),
+        ("auto.offset.reset", "earliest"),
+        // A fetch returns as soon as it has a record on Kafka, but some
+        // brokers (Tansu 0.6) hold every fetch this long: 500 ms, the
+        // default, made a read of 1 million records 2.6× slower.
+        ("fetch.wait.max.ms", "10"),
+    ];
+    shared.into_iter().chain(own.iter().copied()).collect()
+}
+
 /// What was read from one topic.
 #[derive(Debug)]
 pub struct TopicRead {
@@ -103,14 +118,8 @@ pub fn open_topic(
     from: &BTreeMap<i32, i64>,
 ) -> Result<OpenTopic, SourceError> {
     let consumer: BaseConsumer = settings
-        .client_config(&[
+        .client_config(&consumer_defaults(&[
             ("group.id", "pos-etl-enrich"),
-            ("enable.auto.commit", "false"),
-            ("auto.offset.reset", "earliest"),
-            // A fetch returns as soon as it has a record on Kafka, but some
-            // brokers (Tansu 0.6) hold every fetch this long: 500 ms, the
-            // default, made a read of 1 million records 2.6× slower.
-            ("fetch.wait.max.ms", "10"),
             // The rules hold the reader back when they are busier than it
             // (the channel to them is full); librdkafka then waits this
             // long (default 1 s) before its next fetch once its read-ahead
@@ -119,7 +128,7 @@ pub fn open_topic(
             // Read-ahead per partition (default 64 MiB): a dozen partitions
             // would otherwise hold more than the rules.
             ("queued.max.messages.kbytes", "16384"),
-        ])
+        ]))
         // The end-of-partition event is how a run knows it is done.
         .set("enable.partition.eof", "true")
         .create()
@@ -291,15 +300,7 @@ impl TopicStream {
     ) -> Result<TopicStream, SourceError> {
         let marks = Arc::new(Mutex::new(BTreeMap::new()));
         let consumer: BaseConsumer<MarksContext> = settings
-            .client_config(&[
-                ("group.id", "pos-etl-stream"),
-                ("enable.auto.commit", "false"),
-                ("auto.offset.reset", "earliest"),
-                ("statistics.interval.ms", "1000"),
-                // A fetch returns as soon as it has a record on Kafka, but
-                // some brokers (Tansu 0.6) hold every fetch this long.
-                ("fetch.wait.max.ms", "10"),
-            ])
+            .client_config(&consumer_defaults(&[("group.id", "pos-etl-stream"), ("statistics.interval.ms", "1000")]))
             .create_with_context(MarksContext { marks: marks.clone() })
             .map_err(|source| SourceError::KafkaClient { brokers: settings.brokers.clone(), source })?;
         let mut assignment = TopicPartitionList::new();
