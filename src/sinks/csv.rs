@@ -36,32 +36,21 @@ pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 pub fn encode(batch: &RecordBatch, header: bool) -> Result<Vec<u8>, ArrowError> {
     let options = FormatOptions::default().with_null("");
     let columns = batch.columns().iter().map(|array| Column::new(array, &options)).collect::<Result<Vec<_>, _>>()?;
-    let lone = columns.len() == 1;
     let mut bytes = Vec::with_capacity(batch.num_rows() * 128 + 256);
     if header {
-        for (index, field) in batch.schema().fields().iter().enumerate() {
-            if index > 0 {
-                bytes.push(b',');
-            }
-            push_field(field.name().as_bytes(), lone, &mut bytes);
-        }
-        bytes.push(b'\n');
+        let schema = batch.schema();
+        push_line(&mut bytes, columns.len(), |index, out| {
+            push_field(schema.field(index).name().as_bytes(), out);
+            Ok(())
+        })?;
     }
     let mut text = String::new();
     for row in 0..batch.num_rows() {
-        for (index, column) in columns.iter().enumerate() {
-            if index > 0 {
-                bytes.push(b',');
-            }
-            let start = bytes.len();
-            column.write(row, &mut bytes, &mut text).map_err(|e| {
+        push_line(&mut bytes, columns.len(), |index, out| {
+            columns[index].write(row, out, &mut text).map_err(|e| {
                 ArrowError::CsvError(format!("Error processing row {}, col {}: {e}", row + 1, index + 1))
-            })?;
-            if lone && bytes.len() == start {
-                bytes.extend_from_slice(b"\"\"");
-            }
-        }
-        bytes.push(b'\n');
+            })
+        })?;
     }
     Ok(bytes)
 }
@@ -111,9 +100,9 @@ impl<'a> Column<'a> {
         match self {
             Column::Signed(array) if array.is_valid(row) => out.extend_from_slice(integer.format(array.value(row)).as_bytes()),
             Column::Unsigned(array) if array.is_valid(row) => out.extend_from_slice(integer.format(array.value(row)).as_bytes()),
-            Column::Text(array) if array.is_valid(row) => push_field(array.value(row).as_bytes(), false, out),
-            Column::LargeText(array) if array.is_valid(row) => push_field(array.value(row).as_bytes(), false, out),
-            Column::TextView(array) if array.is_valid(row) => push_field(array.value(row).as_bytes(), false, out),
+            Column::Text(array) if array.is_valid(row) => push_field(array.value(row).as_bytes(), out),
+            Column::LargeText(array) if array.is_valid(row) => push_field(array.value(row).as_bytes(), out),
+            Column::TextView(array) if array.is_valid(row) => push_field(array.value(row).as_bytes(), out),
             Column::Boolean(array) if array.is_valid(row) => {
                 out.extend_from_slice(if array.value(row) { b"true" } else { b"false" })
             }
@@ -125,7 +114,7 @@ impl<'a> Column<'a> {
             Column::Formatted(formatter) => {
                 text.clear();
                 formatter.value(row).write(text)?;
-                push_field(text.as_bytes(), false, out);
+                push_field(text.as_bytes(), out);
             }
             _ => {}
         }
@@ -133,10 +122,31 @@ impl<'a> Column<'a> {
     }
 }
 
+/// Appends a line of `width` fields, each written by `field(index, out)`.
+/// A lone empty field is written `""`, so that the line does not read as
+/// blank (the `csv` crate's rule).
+fn push_line(
+    out: &mut Vec<u8>,
+    width: usize,
+    mut field: impl FnMut(usize, &mut Vec<u8>) -> Result<(), ArrowError>,
+) -> Result<(), ArrowError> {
+    for index in 0..width {
+        if index > 0 {
+            out.push(b',');
+        }
+        let start = out.len();
+        field(index, out)?;
+        if width == 1 && out.len() == start {
+            out.extend_from_slice(b"\"\"");
+        }
+    }
+    out.push(b'\n');
+    Ok(())
+}
+
 /// Appends `field`, quoted (quotes doubled) if it holds a comma, a quote, a
-/// CR or an LF; `lone` (the only field of its line) quotes an empty one,
-/// so that the line is not read as blank.
-fn push_field(field: &[u8], lone: bool, out: &mut Vec<u8>) {
+/// CR or an LF.
+fn push_field(field: &[u8], out: &mut Vec<u8>) {
     if field.iter().any(|byte| matches!(byte, b',' | b'"' | b'\r' | b'\n')) {
         out.push(b'"');
         for piece in field.split_inclusive(|byte| *byte == b'"') {
@@ -146,8 +156,6 @@ fn push_field(field: &[u8], lone: bool, out: &mut Vec<u8>) {
             }
         }
         out.push(b'"');
-    } else if lone && field.is_empty() {
-        out.extend_from_slice(b"\"\"");
     } else {
         out.extend_from_slice(field);
     }
