@@ -81,6 +81,10 @@ def run_measured(engine: Engine, data: Path, out_dir: Path, timeout: float | Non
              "current": str(out_dir / f"current_inventory.{engine.format}")}
     command = [part.format(**paths) for part in engine.command]
     timing = out_dir / "time.txt"
+    # Write back what earlier runs left dirty, outside the timing: otherwise the
+    # next engine pays for it (pos-etl syncs its own outputs before it exits,
+    # DuckDB and Polars leave theirs to the kernel).
+    os.sync()
     # Run in the output directory: what an engine spills by default (DuckDB's .tmp) goes there.
     timer = subprocess.Popen(["/usr/bin/time", "-f", "%e %M", "-o", str(timing), *command],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=out_dir)
