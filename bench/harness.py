@@ -282,7 +282,8 @@ def write_report(results: dict, out: Path) -> None:
         f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB; {m['os']}. "
         f"pos-etl {m['pos_etl_revision']}, DuckDB {m['duckdb']}, Polars {m.get('polars', '–')}, "
         f"Python {m['python']}; {m['date']}.",
-        f"Every engine ran with {results['threads']} threads; median of {results['runs']} runs, engines alternating; "
+        f"Every engine ran with {results['threads']} threads; median of {results['runs']} runs, engines alternating, "
+        "each run after a sync; "
         "peak RSS is the largest of the runs. Both outputs (enriched and current_inventory) are written. "
         "Rows/s counts input rows (changes and snapshots).", "",
         "| scale | change rows | engine | output | wall time (s) | peak RSS (GiB) | rows/s | pos-etl / DuckDB time | "
