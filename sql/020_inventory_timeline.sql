@@ -41,16 +41,20 @@ ordered AS (
 counted AS (
     SELECT e.*,
            s.name AS store_name,
+           s.online_store,
            t.change_type,
            CASE
                WHEN e.event_order <= 0 THEN 0
                -- an online BOPIS order is picked from the physical store's
                -- shelf, so it does not move the online store's stock
-               WHEN t.change_type = 'bopis' AND lower(trim(s.name)) = 'online' THEN 0
+               WHEN t.change_type = 'bopis' AND s.online_store THEN 0
                ELSE e.quantity
            END AS counted_change
     FROM ordered e
-    LEFT JOIN store s ON s.store_id = e.store_id
+    -- whether a store is the online one is decided once per store, not on
+    -- every event (lower and trim copy every event's store name)
+    LEFT JOIN (SELECT store_id, name, lower(trim(name)) = 'online' AS online_store FROM store) s
+        ON s.store_id = e.store_id
     LEFT JOIN inventory_change_type t ON t.change_type_id = e.change_type_id
     WHERE NOT is_duplicate(e.sent_again)
 )

@@ -4,7 +4,7 @@
 -- so its columns do not travel through the sort of the stock order.
 CREATE VIEW enriched AS
 SELECT e.item_id,
-       CASE WHEN lower(trim(e.store_name)) = 'online' THEN NULL ELSE e.employee_id END AS employee_id,
+       CASE WHEN e.online_store THEN NULL ELSE e.employee_id END AS employee_id,
        e.store_id,
        e.date_time,
        e.quantity,
