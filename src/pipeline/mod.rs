@@ -8,6 +8,7 @@ mod memory;
 pub mod rules;
 mod shared;
 mod slot;
+mod tie_sort;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,7 +98,10 @@ impl Outputs {
         let (local, enriched) = self.enriched.into_parts();
         let task = Arc::new(TaskContext::from(&local));
         let (enriched, enriched_task) = match cluster {
-            None => (local.create_physical_plan(&enriched).await.map_err(plan_error)?, task.clone()),
+            None => {
+                let plan = local.create_physical_plan(&enriched).await.map_err(plan_error)?;
+                (tie_sort::sort_ties_apart(plan).map_err(plan_error)?, task.clone())
+            }
             Some(cluster) => {
                 let remote = cluster.session.state();
                 (remote.create_physical_plan(&enriched).await.map_err(plan_error)?, Arc::new(TaskContext::from(&remote)))
