@@ -194,8 +194,8 @@ impl Ties {
             Some(last) if !self.continues(last, &batch)? => self.finish()?,
             _ => None,
         };
+        self.reservation.try_grow(batch.get_array_memory_size())?;
         self.held.push(batch);
-        self.reservation.try_resize(self.held.iter().map(RecordBatch::get_array_memory_size).sum())?;
         Ok(out)
     }
 
