@@ -5,7 +5,8 @@
 //! syncs the directories. A run that fails, or is killed, before that leaves
 //! every previous file as it was; a staged file that is never committed is
 //! deleted when the commit is dropped (or, after `kill -9`, left as a hidden
-//! `.<name>.<random>.tmp` beside its target).
+//! `.<name>.<random>.tmp` beside its target). A staged file is written
+//! around the page cache where its filesystem allows ([`DirectWriter`]).
 //!
 //! A run that loads PostgreSQL tables attaches its open transaction
 //! ([`PgLoad`]): the commit swaps the tables in and commits it first, then
@@ -38,6 +39,7 @@ use tempfile::NamedTempFile;
 
 use crate::error::SinkError;
 use crate::sinks::delta::state::DeltaLoad;
+use crate::sinks::direct::DirectWriter;
 use crate::sinks::delta::{CommitKind, DeltaTarget, SharedWriter, Stamp};
 use crate::sinks::postgres::PgLoad;
 use crate::sinks::state::StateStore;
@@ -45,10 +47,7 @@ use crate::storage::write::{StagedUpload, UploadWriter};
 use crate::storage::{Location, ObjectUrl};
 
 /// A writer to a staged file.
-pub type StagedWriter = tokio::io::BufWriter<tokio::fs::File>;
-
-/// Bytes buffered by a [`StagedWriter`] before they are written.
-const WRITE_BUFFER: usize = 1 << 20;
+pub type StagedWriter = DirectWriter;
 
 /// The files one run writes, staged until they are committed together.
 #[derive(Debug)]
@@ -132,7 +131,7 @@ impl Commit {
     pub fn stage(&mut self, target: &Path) -> Result<StagedWriter, SinkError> {
         let file = self.stage_file(target)?;
         let handle = file.temporary.as_file().try_clone().map_err(|e| write_error(target, e))?;
-        Ok(tokio::io::BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(handle)))
+        Ok(DirectWriter::new(handle))
     }
 
     /// Starts the upload of a new version of the object `target` and returns

@@ -7,6 +7,7 @@
 pub mod commit;
 pub mod csv;
 pub mod delta;
+pub mod direct;
 pub mod kafka;
 pub mod lock;
 pub mod parquet;
