@@ -39,8 +39,8 @@ use tempfile::NamedTempFile;
 
 use crate::error::SinkError;
 use crate::sinks::delta::state::DeltaLoad;
-use crate::sinks::direct::DirectWriter;
 use crate::sinks::delta::{CommitKind, DeltaTarget, SharedWriter, Stamp};
+use crate::sinks::direct::DirectWriter;
 use crate::sinks::postgres::PgLoad;
 use crate::sinks::state::StateStore;
 use crate::storage::write::{StagedUpload, UploadWriter};
