@@ -274,8 +274,18 @@ fn many_threads_in_little_memory() {
     let run = work.run(&["enrich", "--out", "x.csv", "--threads", "64", "--memory-limit", "256MiB"]);
     run.expect_code(2);
     assert!(run.stderr().contains("--memory-limit 256MiB is too little for --threads 64"), "{}", run.stderr());
-    // Enough by the rule of thumb, not for this data: the error names the flags to change.
-    let run = work.run(&["enrich", "--out", "x.csv", "--current-out", "y.csv", "--threads", "2", "--memory-limit", "16MiB"]);
+    // Enough by the rule of thumb, not for this data: a batch of 4,000 events
+    // with 8 KB trans_ids (32 MB) cannot be held, nor spilled, in 16 MiB. The
+    // error names the flags to change.
+    let wide = Workdir::new();
+    let trans_id = "T".repeat(8000);
+    let events: String =
+        (0..4000).map(|n| format!("{trans_id},10,1,2021-01-01 0{}:{:02}:{:02},-1,1\n", n / 3600, n / 60 % 60, n % 60)).collect();
+    wide.data(&[
+        ("inventory_change_store_001.csv", &format!("{CHANGE_HEADER}\n{events}")),
+        ("inventory_snapshot_store_001.csv", &format!("{SNAPSHOT_HEADER}\n")),
+    ]);
+    let run = wide.run(&["enrich", "--out", "x.csv", "--threads", "2", "--memory-limit", "16MiB"]);
     run.expect_code(1);
     assert_eq!(
         run.stderr(),

@@ -86,10 +86,18 @@ impl MemoryPool for SpillPool {
             state.unspillable += additional;
             return Ok(());
         }
-        // Each spiller may hold its share of the limit, and no more than is free.
+        // Each spiller may hold its share of the limit, and no more than is
+        // free. One holding nothing may take what is free beyond its share:
+        // it has nothing to spill to make room, and the share depends on how
+        // many spillers happen to be registered at that instant (a sort's
+        // first batch is larger than 32 MiB / 14). Once it holds something,
+        // its share binds and it spills.
         let share = self.size / state.spillers.max(1);
         let free = self.size.saturating_sub(state.spillable);
-        let allowed = share.saturating_sub(reservation.size()).min(free);
+        let allowed = match reservation.size() {
+            0 => free,
+            held => share.saturating_sub(held).min(free),
+        };
         if additional > allowed {
             return Err(resources_datafusion_err!(
                 "{} needs {additional} more bytes, holding {}, and may have {allowed} more",
@@ -136,5 +144,19 @@ mod tests {
         drop(other_sort);
         assert!(sort.try_grow(1).is_ok(), "a spiller alone has it all");
         assert_eq!(pool.reserved(), 1151);
+    }
+
+    #[test]
+    fn a_spiller_holding_nothing_may_take_what_is_free_beyond_its_share() {
+        let pool: Arc<dyn MemoryPool> = Arc::new(SpillPool::new(300));
+        let sorts: Vec<_> =
+            (0..3).map(|n| MemoryConsumer::new(format!("sort {n}")).with_can_spill(true).register(&pool)).collect();
+        sorts[0].try_grow(180).unwrap();
+        assert!(sorts[0].try_grow(1).is_err(), "holding something, its share of 100 binds");
+        assert!(sorts[1].try_grow(121).is_err(), "no more than is free");
+        sorts[1].try_grow(120).unwrap();
+        assert!(sorts[2].try_grow(1).is_err(), "nothing is free");
+        sorts[0].shrink(180);
+        sorts[2].try_grow(180).unwrap();
     }
 }
