@@ -8,6 +8,8 @@
 # and reports the ratio of the medians.
 # Usage: bench/kafka.sh [ITEMS DAYS RUNS]; the default is about 1 million
 # change rows, `bench/kafka.sh 100000 98 3` about 30 million.
+# POS_ETL_BEFORE=PATH also times that build of pos-etl in each run, on the
+# same topics, and checks that its output is the same (a change compared).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 items=${1:-33000}
@@ -26,13 +28,19 @@ started=$(date +%s)
 echo "produced in $(( $(date +%s) - started )) s"
 
 topics=InventorySnapshotOnline,InventorySnapshotStore001,InventoryChangeOnline,InventoryChangeStore001
-pos_times=(); pos_rss=(); peer_times=()
+pos_times=(); pos_rss=(); peer_times=(); before_times=()
 for run in $(seq "$runs"); do
     read -r seconds kib < <(timed "$pos_etl" enrich --brokers "$brokers" --data "$work/data" --out "$work/out.csv")
     pos_times+=("$seconds"); pos_rss+=("$kib")
     read -r seconds _ < <(timed "$bare_consumer" "$brokers" "$topics")
     peer_times+=("$seconds")
     echo "run $run: pos-etl ${pos_times[-1]} s (${pos_rss[-1]} KiB), bare consumer ${peer_times[-1]} s"
+    if [ -n "${POS_ETL_BEFORE:-}" ]; then
+        read -r seconds kib < <(timed "$POS_ETL_BEFORE" enrich --brokers "$brokers" --data "$work/data" --out "$work/before.csv")
+        before_times+=("$seconds")
+        echo "run $run: the build before $seconds s ($kib KiB)"
+        cmp -s "$work/out.csv" "$work/before.csv" || { echo "the two builds' outputs differ" >&2; exit 1; }
+    fi
 done
 pos=$(median "${pos_times[@]}"); peer=$(median "${peer_times[@]}")
 rss=$(printf '%s\n' "${pos_rss[@]}" | sort -n | tail -1)
@@ -43,3 +51,6 @@ echo "in the broker: $changes change rows, $snapshots snapshot rows; runs: $runs
 echo "pos-etl enrich from Kafka (consume, decode, rules, CSV): ${pos_times[*]} s, median $pos s, peak RSS $(( rss / 1024 )) MiB"
 echo "bare Rust consumer (rdkafka BaseConsumer, no decoding):  ${peer_times[*]} s, median $peer s"
 awk -v a="$pos" -v b="$peer" 'BEGIN { printf "ratio pos-etl / bare consumer: %.2f\n", a / b }'
+if [ -n "${POS_ETL_BEFORE:-}" ]; then
+    echo "the build before ($POS_ETL_BEFORE): ${before_times[*]} s, median $(median "${before_times[@]}") s"
+fi

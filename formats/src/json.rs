@@ -1,34 +1,39 @@
 //! Kafka message values (SPEC 1.2): UTF-8 JSON of the row form or the
-//! transaction form, told apart per message and decoded into typed batches
-//! with arrow-json. A message that fits neither form is a reject with its
+//! transaction form, told apart per message and typed by the same code as a
+//! CSV line. A message that fits neither form is a reject with its
 //! `topic/partition@offset`; a transaction with a bad item line is rejected
 //! whole.
+//!
+//! Each message is parsed once, by serde_json, as it is pushed: its fields
+//! are borrowed from the payload (copied only where an escape must be
+//! undone) and typed straight into the batch being built.
 
-use std::ops::Range;
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::fmt;
 
-use arrow_array::cast::AsArray;
-use arrow_array::{Array, ListArray, RecordBatch, StringArray, StructArray};
-use arrow_json::ReaderBuilder;
-use arrow_schema::{DataType, Field, Fields as ArrowFields, Schema};
+use arrow_array::RecordBatch;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::typing::{BATCH_ROWS, BatchBuilder, Fields, type_fields};
-use crate::{MAX_COLUMNS, Reject, RejectReason, Table, TableRead};
+use crate::{ColumnSpec, MAX_COLUMNS, Reject, RejectReason, Table, TableRead};
 
 /// The field of a transaction-form message that holds its item lines.
 const ITEMS: &str = "items";
+/// The fields of an item line, which stand in for the message's own.
+const LINE_FIELDS: [&str; 2] = ["item_id", "quantity"];
 
-/// Decodes messages of one topic in chunks: JSON syntax is checked per
-/// message, then the whole chunk goes through one arrow-json decoder.
+/// Decodes the messages of one topic into typed batches of about
+/// [`BATCH_ROWS`] messages each.
 pub struct MessageDecoder {
     table: Table,
     topic: String,
-    payloads: Vec<u8>,
-    messages: Vec<(i32, i64, Range<usize>)>,
+    /// Messages pushed since the last flush.
+    messages: usize,
     batch: BatchBuilder,
     read: TableRead,
-    /// Rejects of the chunk being decoded, keyed by position so that they are
-    /// reported in offset order whichever check found them.
+    /// Rejects since the last flush, keyed by position so that each chunk's
+    /// are reported in partition and offset order.
     chunk_rejects: Vec<((i32, i64), Reject)>,
 }
 
@@ -38,109 +43,67 @@ impl MessageDecoder {
         MessageDecoder {
             table,
             topic: topic.to_string(),
-            payloads: Vec::new(),
-            messages: Vec::with_capacity(BATCH_ROWS),
+            messages: 0,
             batch: BatchBuilder::new(table),
             read: TableRead::empty(table),
             chunk_rejects: Vec::new(),
         }
     }
 
-    /// Buffers the message at `partition@offset`.
+    /// Decodes the message at `partition@offset`.
     pub fn push(&mut self, partition: i32, offset: i64, payload: &[u8]) {
-        let start = self.payloads.len();
-        self.payloads.extend_from_slice(payload);
-        self.messages.push((partition, offset, start..self.payloads.len()));
-    }
-
-    /// Whether a batch's worth of messages is buffered.
-    pub fn is_full(&self) -> bool {
-        self.messages.len() >= BATCH_ROWS
-    }
-
-    /// Decodes the buffered messages; returns how many there were.
-    pub fn flush(&mut self) -> usize {
-        let messages = std::mem::take(&mut self.messages);
-        let mut objects = Vec::with_capacity(messages.len());
-        for (index, (_, _, span)) in messages.iter().enumerate() {
-            match check_json_object(&self.payloads[span.clone()]) {
-                Ok(()) => objects.push(index),
-                Err(reason) => self.reject(&messages[index], reason),
-            }
-        }
-        let decoded = match decode_json(self.table, &self.payloads, &messages, &objects) {
-            Ok(batch) => Some((batch, objects)),
-            // Some message has a field of the wrong shape: find it, decode the rest.
-            Err(_) => {
-                let (good, bad): (Vec<usize>, Vec<usize>) = objects
-                    .iter()
-                    .partition(|&&index| decode_json(self.table, &self.payloads, &messages, &[index]).is_ok());
-                for index in bad {
-                    let error = decode_json(self.table, &self.payloads, &messages, &[index])
-                        .expect_err("partitioned as failing");
-                    self.reject(&messages[index], RejectReason::BadJson { detail: error.to_string() });
+        self.messages += 1;
+        let position = (partition, offset);
+        match parse_message(self.table, payload) {
+            Ok(message) => {
+                let fields: Fields<'_> = std::array::from_fn(|index| message.fields[index].as_deref());
+                match &message.items {
+                    None => self.type_row(&fields, position, payload),
+                    Some(lines) => self.type_transaction(&fields, lines, position, payload),
                 }
-                decode_json(self.table, &self.payloads, &messages, &good).ok().map(|batch| (batch, good))
             }
-        };
-        if let Some((batch, rows)) = decoded {
-            self.type_rows(&batch, &rows, &messages);
+            Err(reason) => self.reject(position, payload, reason),
         }
-        self.chunk_rejects.sort_by_key(|(position, _)| *position);
-        self.read.rejects.extend(self.chunk_rejects.drain(..).map(|(_, reject)| reject));
-        self.payloads.clear();
-        messages.len()
     }
 
-    /// Types every decoded message, expanding transaction-form messages to one row per item.
-    fn type_rows(&mut self, batch: &RecordBatch, rows: &[usize], messages: &[(i32, i64, Range<usize>)]) {
-        let columns = self.table.columns();
-        let text: Vec<Option<&StringArray>> = columns
-            .iter()
-            .map(|column| batch.column_by_name(column.name).map(|array| array.as_string::<i32>()))
-            .collect();
-        let items = batch.column_by_name(ITEMS).map(|array| array.as_list::<i32>());
-        for (row, &message) in rows.iter().enumerate() {
-            let mut fields: Fields<'_> = [None; MAX_COLUMNS];
-            for (field, array) in fields.iter_mut().zip(&text) {
-                *field = array.filter(|a| a.is_valid(row)).map(|a| a.value(row));
-            }
-            match items.filter(|list| list.is_valid(row)) {
-                None => self.type_row(&fields, &messages[message]),
-                Some(list) => self.type_transaction(&fields, list, row, &messages[message]),
-            }
-        }
+    /// Whether a batch's worth of messages has been pushed.
+    pub fn is_full(&self) -> bool {
+        self.messages >= BATCH_ROWS
+    }
+
+    /// Ends the batch of the messages pushed since the last flush; returns
+    /// how many there were.
+    pub fn flush(&mut self) -> usize {
         if self.batch.rows > 0 {
             self.read.batches.push(self.batch.finish());
         }
+        self.chunk_rejects.sort_by_key(|(position, _)| *position);
+        self.read.rejects.extend(self.chunk_rejects.drain(..).map(|(_, reject)| reject));
+        std::mem::take(&mut self.messages)
     }
 
-    fn type_transaction(&mut self, parent: &Fields<'_>, list: &ListArray, row: usize, message: &(i32, i64, Range<usize>)) {
-        let lines = list.value(row);
-        let lines: &StructArray = lines.as_struct();
+    fn type_transaction(&mut self, parent: &Fields<'_>, lines: &[Line<'_>], position: (i32, i64), payload: &[u8]) {
         if lines.is_empty() {
-            self.reject(message, RejectReason::NoItems);
+            self.reject(position, payload, RejectReason::NoItems);
             return;
         }
-        let item_ids = lines.column_by_name("item_id").map(|a| a.as_string::<i32>().clone());
-        let quantities = lines.column_by_name("quantity").map(|a| a.as_string::<i32>().clone());
         let columns = self.table.columns();
+        let from_line: Vec<Option<usize>> =
+            columns.iter().map(|column| LINE_FIELDS.iter().position(|name| *name == column.name)).collect();
         // Every line is typed before any is kept: a transaction is applied whole or not at all.
         let mut typed = Vec::with_capacity(lines.len());
-        for line in 0..lines.len() {
+        for (number, line) in lines.iter().enumerate() {
             let mut fields = *parent;
-            for (field, column) in fields.iter_mut().zip(columns) {
-                let from_line = match column.name {
-                    "item_id" => &item_ids,
-                    "quantity" => &quantities,
-                    _ => continue,
-                };
-                *field = from_line.as_ref().filter(|a| a.is_valid(line)).map(|a| a.value(line));
+            for (field, from) in fields.iter_mut().zip(&from_line) {
+                if let Some(index) = from {
+                    *field = line[*index].as_deref();
+                }
             }
             match type_fields(columns, &fields) {
                 Ok(values) => typed.push(values),
                 Err(reason) => {
-                    self.reject(message, RejectReason::BadItemLine { line: line + 1, reason: Box::new(reason) });
+                    let reason = RejectReason::BadItemLine { line: number + 1, reason: Box::new(reason) };
+                    self.reject(position, payload, reason);
                     return;
                 }
             }
@@ -151,24 +114,24 @@ impl MessageDecoder {
         }
     }
 
-    fn type_row(&mut self, fields: &Fields<'_>, message: &(i32, i64, Range<usize>)) {
+    fn type_row(&mut self, fields: &Fields<'_>, position: (i32, i64), payload: &[u8]) {
         match type_fields(self.table.columns(), fields) {
             Ok(values) => {
                 self.read.records += 1;
                 self.batch.append(&values[..self.table.columns().len()]);
             }
-            Err(reason) => self.reject(message, reason),
+            Err(reason) => self.reject(position, payload, reason),
         }
     }
 
-    fn reject(&mut self, (partition, offset, span): &(i32, i64, Range<usize>), reason: RejectReason) {
+    fn reject(&mut self, (partition, offset): (i32, i64), payload: &[u8], reason: RejectReason) {
         self.read.records += 1;
         let reject = Reject {
             origin: format!("{}/{partition}@{offset}", self.topic),
             reason,
-            raw: String::from_utf8_lossy(&self.payloads[span.clone()]).into_owned(),
+            raw: String::from_utf8_lossy(payload).into_owned(),
         };
-        self.chunk_rejects.push(((*partition, *offset), reject));
+        self.chunk_rejects.push(((partition, offset), reject));
     }
 
     /// The rows decoded so far and not yet taken, for a reader that hands
@@ -178,54 +141,172 @@ impl MessageDecoder {
     }
 
     /// Everything decoded: the rows, the count of records, the rejects.
-    pub fn finish(self) -> TableRead {
+    pub fn finish(mut self) -> TableRead {
+        self.flush();
         self.read
     }
 }
 
-/// Whether `payload` is one JSON object (syntax only; shapes are arrow-json's job).
-fn check_json_object(payload: &[u8]) -> Result<(), RejectReason> {
-    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(payload) {
-        return Err(RejectReason::BadJson { detail: error.to_string() });
+/// The text of a message's fields, in the order of its table's columns, and
+/// the item lines of a transaction-form message.
+struct Message<'a> {
+    fields: [Option<Cow<'a, str>>; MAX_COLUMNS],
+    items: Option<Vec<Line<'a>>>,
+}
+
+/// The `item_id` and `quantity` of one item line.
+type Line<'a> = [Option<Cow<'a, str>>; 2];
+
+/// Parses `payload` as one message of `table`, or says why it is not one.
+fn parse_message(table: Table, payload: &[u8]) -> Result<Message<'_>, RejectReason> {
+    let columns = table.columns();
+    let fields = MessageFields { columns, with_items: table == Table::InventoryChange };
+    let mut deserializer = serde_json::Deserializer::from_slice(payload);
+    let parsed = deserializer.deserialize_map(fields).and_then(|message| deserializer.end().map(|()| message));
+    parsed.map_err(|error| {
+        let detail = match payload.iter().find(|b| !b.is_ascii_whitespace()) {
+            // Other JSON than an object: say so, unless it is not JSON at all.
+            Some(b) if *b != b'{' && serde_json::from_slice::<IgnoredAny>(payload).is_ok() => {
+                "not a JSON object".to_string()
+            }
+            _ => error.to_string(),
+        };
+        RejectReason::BadJson { detail }
+    })
+}
+
+/// Reads a message object: the fields named by `columns` (and `items`, for
+/// changes) kept as text, every other field checked as JSON and skipped.
+struct MessageFields<'c> {
+    columns: &'c [ColumnSpec],
+    with_items: bool,
+}
+
+/// What a key of a message names.
+enum Key {
+    Column(usize),
+    Items,
+    Other,
+}
+
+impl<'de> Visitor<'de> for MessageFields<'_> {
+    type Value = Message<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a JSON object")
     }
-    match payload.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => Ok(()),
-        _ => Err(RejectReason::BadJson { detail: "not a JSON object".to_string() }),
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message<'de>, A::Error> {
+        let mut message = Message { fields: [const { None }; MAX_COLUMNS], items: None };
+        let key_of = |key: &str| match key {
+            ITEMS if self.with_items => Key::Items,
+            _ => self.columns.iter().position(|column| column.name == key).map_or(Key::Other, Key::Column),
+        };
+        while let Some(key) = map.next_key_seed(KeyOf(key_of))? {
+            match key {
+                Key::Column(index) => message.fields[index] = text(self.columns[index].name, map.next_value()?)?,
+                Key::Items => message.items = map.next_value::<Option<LineList<'de>>>()?.map(|lines| lines.0),
+                Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(message)
     }
 }
 
-/// Decodes the messages at `indices` into one batch of text columns (numbers
-/// become text, so that the shared typing gives the same rejects as CSV).
-fn decode_json(
-    table: Table,
-    payloads: &[u8],
-    messages: &[(i32, i64, Range<usize>)],
-    indices: &[usize],
-) -> Result<RecordBatch, arrow_schema::ArrowError> {
-    let mut decoder = ReaderBuilder::new(Arc::new(json_schema(table)))
-        .with_coerce_primitive(true)
-        .with_batch_size(indices.len().max(1))
-        .build_decoder()?;
-    for &index in indices {
-        decoder.decode(&payloads[messages[index].2.clone()])?;
+/// The item lines of a transaction.
+struct LineList<'a>(Vec<Line<'a>>);
+
+impl<'de> de::Deserialize<'de> for LineList<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(LineList(Vec::new()))
     }
-    Ok(decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(Arc::new(json_schema(table)))))
 }
 
-/// The JSON shape of `table`'s messages: its columns as text, plus, for
-/// changes, the `items` of the transaction form.
-fn json_schema(table: Table) -> Schema {
-    let mut fields: Vec<Field> =
-        table.columns().iter().map(|c| Field::new(c.name, DataType::Utf8, true)).collect();
-    if table == Table::InventoryChange {
-        let line = ArrowFields::from(vec![
-            Field::new("item_id", DataType::Utf8, true),
-            Field::new("quantity", DataType::Utf8, true),
-        ]);
-        let item = Field::new_list_field(DataType::Struct(line), true);
-        fields.push(Field::new(ITEMS, DataType::List(Arc::new(item)), true));
+impl<'de> Visitor<'de> for LineList<'de> {
+    type Value = LineList<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a list of item lines")
     }
-    Schema::new(fields)
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut lines: A) -> Result<Self, A::Error> {
+        while let Some(line) = lines.next_element_seed(LineFields)? {
+            self.0.push(line);
+        }
+        Ok(self)
+    }
+}
+
+/// Reads one item line: `item_id` and `quantity` as text, the rest skipped.
+struct LineFields;
+
+impl<'de> DeserializeSeed<'de> for LineFields {
+    type Value = Line<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Line<'de>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LineFields {
+    type Value = Line<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an item line object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Line<'de>, A::Error> {
+        let mut line: Line<'de> = [None, None];
+        while let Some(index) = map.next_key_seed(KeyOf(|key: &str| LINE_FIELDS.iter().position(|name| *name == key)))? {
+            match index {
+                Some(index) => line[index] = text(LINE_FIELDS[index], map.next_value()?)?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(line)
+    }
+}
+
+/// Reads an object's key into what the function makes of it, without copying it.
+struct KeyOf<F>(F);
+
+impl<'de, K, F: FnOnce(&str) -> K> DeserializeSeed<'de> for KeyOf<F> {
+    type Value = K;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<K, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de, K, F: FnOnce(&str) -> K> Visitor<'de> for KeyOf<F> {
+    type Value = K;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<K, E> {
+        Ok((self.0)(key))
+    }
+}
+
+/// The text of the value of field `name`: a string as its characters, a
+/// number or boolean as written (so that `1.5` is no integer, as in a CSV
+/// file), `None` for null; an object or a list is not a field's value.
+fn text<'de, E: de::Error>(name: &str, value: &'de RawValue) -> Result<Option<Cow<'de, str>>, E> {
+    let json = value.get();
+    match json.as_bytes()[0] {
+        b'"' if !json.contains('\\') => Ok(Some(Cow::Borrowed(&json[1..json.len() - 1]))),
+        b'"' => serde_json::from_str::<String>(json).map(|text| Some(Cow::Owned(text))).map_err(E::custom),
+        b'n' => Ok(None),
+        b'{' => Err(E::custom(format_args!("{name} is an object, not text or a number"))),
+        b'[' => Err(E::custom(format_args!("{name} is a list, not text or a number"))),
+        _ => Ok(Some(Cow::Borrowed(json))),
+    }
 }
 
 #[cfg(test)]
@@ -290,5 +371,42 @@ mod tests {
             read.rejects[0].reason.to_string(),
             "item 2 of the transaction, so the whole transaction: quantity is out of range: '-9223372036854775808' (a quantity is less than 2^31 either way)"
         );
+    }
+
+    #[test]
+    fn each_field_is_the_text_the_message_gives() {
+        let row = |fields: &str| {
+            format!(r#"{{"trans_id":"X","store_id":1,"date_time":"2021-01-03 10:00:00","change_type_id":1,{fields}}}"#)
+        };
+        let messages = [
+            // escapes undone in keys and values; unknown fields of any shape skipped
+            row(r#""item\u005fid":"1\u0030","quantity":-2,"extra":{"a":[1,{"b":null}]},"items":null"#),
+            // a number as written, so 10.0 is no integer
+            row(r#""item_id":10.0,"quantity":-2"#),
+            row(r#""item_id":true,"quantity":-2"#),
+            row(r#""item_id":10,"quantity":[1]"#),
+            row(r#""item_id":10,"quantity":-2,"items":5"#),
+            row("\"item_id\":\"1\u{1}0\",\"quantity\":-2"),
+            // the last of a repeated field counts, as the last cell would if a CSV row were
+            row(r#""item_id":11,"quantity":-2,"item_id":12"#),
+        ];
+        let mut decoder = MessageDecoder::new(Table::InventoryChange, "t");
+        for (offset, message) in messages.iter().enumerate() {
+            decoder.push(0, offset as i64, message.as_bytes());
+        }
+        decoder.push(0, 7, b"{\"trans_id\":\"\xff\"}");
+        let read = decoder.finish();
+        let reasons: Vec<String> = read.rejects.iter().map(|r| format!("{} {}", r.origin, r.reason)).collect();
+        assert_eq!(reasons[0], "t/0@1 item_id is not an integer: '10.0'", "{reasons:?}");
+        assert_eq!(reasons[1], "t/0@2 item_id is not an integer: 'true'", "{reasons:?}");
+        assert!(reasons[2].starts_with("t/0@3 not valid JSON of either form: quantity is a list"), "{reasons:?}");
+        assert!(reasons[3].starts_with("t/0@4 not valid JSON of either form: invalid type: integer `5`"), "{reasons:?}");
+        assert!(reasons[4].starts_with("t/0@5 not valid JSON of either form: control character"), "{reasons:?}");
+        assert!(reasons[5].starts_with("t/0@7 not valid JSON of either form"), "{reasons:?}");
+        assert_eq!(reasons.len(), 6, "{reasons:?}");
+        let text = arrow_cast::pretty::pretty_format_batches(&read.batches).unwrap().to_string();
+        assert!(text.contains("| X        | 10      | 1        | 2021-01-03T10:00:00 | -2"), "{text}");
+        assert!(text.contains("| X        | 12      | 1        | 2021-01-03T10:00:00 | -2"), "{text}");
+        assert_eq!(read.records, 8);
     }
 }

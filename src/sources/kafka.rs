@@ -354,13 +354,7 @@ impl TopicStream {
                 Some(Err(error)) => on_error(&error),
             }
         }
-        polled.reads = decoders
-            .into_values()
-            .map(|mut decoder| {
-                decoder.flush();
-                decoder.finish()
-            })
-            .collect();
+        polled.reads = decoders.into_values().map(MessageDecoder::finish).collect();
         polled
     }
 
