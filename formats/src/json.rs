@@ -88,15 +88,15 @@ impl MessageDecoder {
             return;
         }
         let columns = self.table.columns();
-        let from_line: Vec<Option<usize>> =
-            columns.iter().map(|column| LINE_FIELDS.iter().position(|name| *name == column.name)).collect();
+        // Where each field of a line goes among the table's columns.
+        let targets = LINE_FIELDS.map(|name| columns.iter().position(|column| column.name == name));
         // Every line is typed before any is kept: a transaction is applied whole or not at all.
         let mut typed = Vec::with_capacity(lines.len());
         for (number, line) in lines.iter().enumerate() {
             let mut fields = *parent;
-            for (field, from) in fields.iter_mut().zip(&from_line) {
-                if let Some(index) = from {
-                    *field = line[*index].as_deref();
+            for (value, target) in line.iter().zip(targets) {
+                if let Some(column) = target {
+                    fields[column] = value.as_deref();
                 }
             }
             match type_fields(columns, &fields) {
