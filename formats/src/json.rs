@@ -22,6 +22,8 @@ use crate::{ColumnSpec, MAX_COLUMNS, Reject, RejectReason, Table, TableRead};
 const ITEMS: &str = "items";
 /// The fields of an item line, which stand in for the message's own.
 const LINE_FIELDS: [&str; 2] = ["item_id", "quantity"];
+/// The producer's stamp on a message (SPEC 1.2), epoch seconds.
+const SENT_TIME: &str = "sent_time";
 
 /// Decodes the messages of one topic into typed batches of about
 /// [`BATCH_ROWS`] messages each.
@@ -50,8 +52,10 @@ impl MessageDecoder {
         }
     }
 
-    /// Decodes the message at `partition@offset`.
-    pub fn push(&mut self, partition: i32, offset: i64, payload: &[u8]) {
+    /// Decodes the message at `partition@offset`; returns its `sent_time`
+    /// if it is a JSON object with a number there (a message rejected for
+    /// its fields still says when it was sent).
+    pub fn push(&mut self, partition: i32, offset: i64, payload: &[u8]) -> Option<f64> {
         self.messages += 1;
         let position = (partition, offset);
         match parse_message(self.table, payload) {
@@ -61,8 +65,12 @@ impl MessageDecoder {
                     None => self.type_row(&fields, position, payload),
                     Some(lines) => self.type_transaction(&fields, lines, position, payload),
                 }
+                message.sent_time
             }
-            Err(reason) => self.reject(position, payload, reason),
+            Err(reason) => {
+                self.reject(position, payload, reason);
+                None
+            }
         }
     }
 
@@ -147,11 +155,12 @@ impl MessageDecoder {
     }
 }
 
-/// The text of a message's fields, in the order of its table's columns, and
-/// the item lines of a transaction-form message.
+/// The text of a message's fields, in the order of its table's columns, the
+/// item lines of a transaction-form message, and its `sent_time`.
 struct Message<'a> {
     fields: [Option<Cow<'a, str>>; MAX_COLUMNS],
     items: Option<Vec<Line<'a>>>,
+    sent_time: Option<f64>,
 }
 
 /// The `item_id` and `quantity` of one item line.
@@ -176,7 +185,8 @@ fn parse_message(table: Table, payload: &[u8]) -> Result<Message<'_>, RejectReas
 }
 
 /// Reads a message object: the fields named by `columns` (and `items`, for
-/// changes) kept as text, every other field checked as JSON and skipped.
+/// changes) kept as text, `sent_time` as a number if it is one, every other
+/// field checked as JSON and skipped.
 struct MessageFields<'c> {
     columns: &'c [ColumnSpec],
     with_items: bool,
@@ -186,6 +196,7 @@ struct MessageFields<'c> {
 enum Key {
     Column(usize),
     Items,
+    SentTime,
     Other,
 }
 
@@ -197,15 +208,18 @@ impl<'de> Visitor<'de> for MessageFields<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message<'de>, A::Error> {
-        let mut message = Message { fields: [const { None }; MAX_COLUMNS], items: None };
+        let mut message = Message { fields: [const { None }; MAX_COLUMNS], items: None, sent_time: None };
         let key_of = |key: &str| match key {
             ITEMS if self.with_items => Key::Items,
+            SENT_TIME => Key::SentTime,
             _ => self.columns.iter().position(|column| column.name == key).map_or(Key::Other, Key::Column),
         };
         while let Some(key) = map.next_key_seed(KeyOf(key_of))? {
             match key {
                 Key::Column(index) => message.fields[index] = text(self.columns[index].name, map.next_value()?)?,
                 Key::Items => message.items = map.next_value::<Option<LineList<'de>>>()?.map(|lines| lines.0),
+                // Any JSON is accepted there, as in any field pos-etl does not read.
+                Key::SentTime => message.sent_time = serde_json::from_str(map.next_value::<&RawValue>()?.get()).ok(),
                 Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -408,5 +422,25 @@ mod tests {
         assert!(text.contains("| X        | 10      | 1        | 2021-01-03T10:00:00 | -2"), "{text}");
         assert!(text.contains("| X        | 12      | 1        | 2021-01-03T10:00:00 | -2"), "{text}");
         assert_eq!(read.records, 8);
+    }
+
+    #[test]
+    fn each_message_says_when_it_was_sent_if_it_can() {
+        let row = r#""trans_id":"X","item_id":10,"store_id":1,"date_time":"2021-01-03 10:00:00","quantity":-2,"change_type_id":1"#;
+        let mut decoder = MessageDecoder::new(Table::InventoryChange, "t");
+        let mut sent = |offset: i64, message: &str| decoder.push(0, offset, message.as_bytes());
+        assert_eq!(sent(0, &format!("{{{row},\"sent_time\":1700000000.25}}")), Some(1_700_000_000.25));
+        assert_eq!(sent(1, &format!("{{\"sent_time\":17,{row}}}")), Some(17.0));
+        // rejected for its fields, it was still sent then
+        assert_eq!(sent(2, r#"{"item_id":"ten","sent_time":5}"#), Some(5.0));
+        // a stamp that is no number is no stamp, and the message is kept
+        assert_eq!(sent(3, &format!("{{{row},\"sent_time\":\"yesterday\"}}")), None);
+        assert_eq!(sent(4, &format!("{{{row},\"sent_time\":null}}")), None);
+        assert_eq!(sent(5, &format!("{{{row}}}")), None);
+        assert_eq!(sent(6, r#"{"sent_time":5"#), None, "not JSON");
+        let read = decoder.finish();
+        assert_eq!(read.records, 7);
+        let rejected: Vec<&str> = read.rejects.iter().map(|r| r.origin.as_str()).collect();
+        assert_eq!(rejected, ["t/0@2", "t/0@6"]);
     }
 }

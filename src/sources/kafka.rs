@@ -285,12 +285,6 @@ pub struct Polled {
     pub earliest_sent_time: Option<f64>,
 }
 
-/// The producer's stamp on a message, if any (SPEC 1.2).
-#[derive(serde::Deserialize)]
-struct SentTime {
-    sent_time: Option<f64>,
-}
-
 impl TopicStream {
     /// Assigns every partition of `topics` from the offsets in `from`.
     pub fn open(
@@ -337,14 +331,13 @@ impl TopicStream {
                 Some(Ok(message)) => {
                     let topic = message.topic();
                     let Some(table) = self.tables.get(topic) else { continue };
+                    let decoder = decoders.entry(topic.to_string()).or_insert_with(|| MessageDecoder::new(*table, topic));
                     let payload = message.payload().unwrap_or_default();
-                    if let Ok(SentTime { sent_time: Some(sent) }) = serde_json::from_slice(payload) {
+                    if let Some(sent) = decoder.push(message.partition(), message.offset(), payload) {
                         polled.sent_time_sum += sent;
                         polled.sent_times += 1;
                         polled.earliest_sent_time = Some(polled.earliest_sent_time.map_or(sent, |e: f64| e.min(sent)));
                     }
-                    let decoder = decoders.entry(topic.to_string()).or_insert_with(|| MessageDecoder::new(*table, topic));
-                    decoder.push(message.partition(), message.offset(), payload);
                     if decoder.is_full() {
                         decoder.flush();
                     }
