@@ -8,6 +8,7 @@ mod memory;
 pub mod rules;
 mod shared;
 mod slot;
+mod packed_key;
 mod tie_sort;
 
 use std::sync::Arc;
@@ -100,7 +101,8 @@ impl Outputs {
         let (enriched, enriched_task) = match cluster {
             None => {
                 let plan = local.create_physical_plan(&enriched).await.map_err(plan_error)?;
-                (tie_sort::sort_ties_apart(plan).map_err(plan_error)?, task.clone())
+                let plan = tie_sort::sort_ties_apart(plan).and_then(packed_key::merge_by_packed_keys).map_err(plan_error)?;
+                (plan, task.clone())
             }
             Some(cluster) => {
                 let remote = cluster.session.state();

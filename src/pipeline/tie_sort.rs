@@ -29,12 +29,18 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
+use super::packed_key::{PackExec, packable};
+
 /// `plan` with every full sort whose keys start with fixed-width ones, a
 /// timestamp among them, and go on with a variable-width one split in two: a
 /// sort on the fixed-width keys, then [`TieSortExec`] for the rest. A run
 /// of ties is held in memory whole, so only where a time is among the
 /// leading keys: then it is at most the events of one instant (of one store
-/// and item, in the stock order), not, say, all of a store's.
+/// and item, in the stock order), not, say, all of a store's. Where two to
+/// four of the leading keys, the time among them, can be packed into one
+/// (see [`super::packed_key`]), the sort is by that key and the ties are
+/// those of the packed keys (the stock order's `event_order` is left to
+/// [`TieSortExec`]).
 pub fn sort_ties_apart(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| {
         let Some(sort) = node.downcast_ref::<SortExec>() else {
@@ -44,15 +50,28 @@ pub fn sort_ties_apart(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Execution
         let data_type = |key: &PhysicalSortExpr| key.expr.data_type(&schema).ok();
         let keys = sort.expr();
         let prefix = keys.iter().take_while(|key| data_type(key).is_some_and(|t| t.is_primitive())).count();
-        let instant = keys.iter().take(prefix).any(|key| matches!(data_type(key), Some(DataType::Timestamp(..))));
+        let instant_among = |keys: &[PhysicalSortExpr]| keys.iter().any(|key| matches!(data_type(key), Some(DataType::Timestamp(..))));
         // The key after the prefix is one of variable width, if there is one.
-        if sort.fetch().is_some() || prefix == keys.len() || !instant {
+        if sort.fetch().is_some() || prefix == keys.len() || !instant_among(&keys[..prefix]) {
             return Ok(Transformed::no(node));
         }
-        let leading = LexOrdering::new(keys.iter().take(prefix).cloned()).expect("an instant among them");
-        let leading = SortExec::new(leading, sort.input().clone()).with_preserve_partitioning(sort.preserve_partitioning());
+        let packed = packable(&keys[..prefix], &schema);
+        let (sorted, prefix): (Arc<dyn ExecutionPlan>, usize) = match packed.len() {
+            // Sorted by the packed key, ties are rows equal in the packed keys.
+            2.. if instant_among(&keys[..packed.len()]) => {
+                let prefix = packed.len();
+                let pack = PackExec::pack(sort.input().clone(), packed);
+                let key = LexOrdering::new([PackExec::key()]).expect("one key");
+                let sorted = SortExec::new(key, Arc::new(pack.clone())).with_preserve_partitioning(sort.preserve_partitioning());
+                (Arc::new(PackExec::unpack(Arc::new(sorted), &pack)), prefix)
+            }
+            _ => {
+                let leading = LexOrdering::new(keys.iter().take(prefix).cloned()).expect("an instant among them");
+                (Arc::new(SortExec::new(leading, sort.input().clone()).with_preserve_partitioning(sort.preserve_partitioning())), prefix)
+            }
+        };
         let split = TieSortExec {
-            input: Arc::new(leading),
+            input: sorted,
             ordering: sort.expr().clone(),
             prefix,
             properties: sort.properties().clone(),
@@ -312,6 +331,18 @@ mod tests {
         for (seed, batch_size) in [(1, 1), (2, 3), (3, 5), (4, 8192)] {
             let (expected, found, plan) = both_ways(sql, seed, batch_size).await;
             assert!(plan.contains("TieSortExec") && plan.contains("SortExec: expr=[store@0 DESC, item@1 ASC NULLS LAST, time@2 DESC]"), "{plan}");
+            assert_eq!(found, expected, "seed {seed}, batches of {batch_size}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sort_by_packed_keys_gives_the_rows_of_the_sort() {
+        let sql = "SELECT * FROM t ORDER BY item DESC, time, quantity DESC, trans NULLS FIRST, store";
+        for (seed, batch_size) in [(1, 1), (2, 3), (3, 5), (4, 8192)] {
+            let (expected, found, plan) = both_ways(sql, seed, batch_size).await;
+            assert!(plan.contains("input sorted by the first 3"), "{plan}");
+            assert!(plan.contains("PackExec: [item, time, quantity] into packed_sort_key"), "{plan}");
+            assert!(plan.contains("SortExec: expr=[packed_sort_key@0 ASC"), "{plan}");
             assert_eq!(found, expected, "seed {seed}, batches of {batch_size}");
         }
     }
