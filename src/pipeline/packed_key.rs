@@ -13,14 +13,13 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, Decimal256Array, Int64Array, RecordBatch, make_array};
 use arrow::buffer::ScalarBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, i256};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::expressions::Column;
-use datafusion::physical_expr::{EquivalenceProperties, LexOrdering, Partitioning, PhysicalSortExpr};
+use datafusion::physical_expr::{EquivalenceProperties, LexOrdering, Partitioning, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties, SendableRecordBatchStream,
 };
@@ -35,9 +34,9 @@ const SIGN: u64 = 1 << 63;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackedColumn {
     /// The column's index in the sort's input.
-    pub index: usize,
+    index: usize,
     /// Whether it sorts descending.
-    pub descending: bool,
+    descending: bool,
     /// Whether its values are unsigned.
     unsigned: bool,
 }
@@ -85,11 +84,11 @@ pub fn merge_by_packed_keys(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Exec
 const KEY_TYPE: DataType = DataType::Decimal256(76, 0);
 
 /// The name of the packed key's column.
-pub const PACKED_KEY: &str = "packed_sort_key";
+const PACKED_KEY: &str = "packed_sort_key";
 
 /// Which way a [`PackExec`] goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
+enum Direction {
     /// Replaces the columns with the key, first.
     Pack,
     /// Puts the columns back where they were, from the key.
@@ -112,6 +111,7 @@ struct Packing {
     direction: Direction,
     /// The schema with the columns unpacked.
     unpacked: SchemaRef,
+    /// The schema of what it gives.
     output: SchemaRef,
 }
 
@@ -147,10 +147,10 @@ impl PackExec {
     pub fn key() -> PhysicalSortExpr {
         PhysicalSortExpr::new_default(Arc::new(Column::new(PACKED_KEY, 0)))
     }
-
 }
 
 impl Packing {
+    /// `batch` with its columns packed, or unpacked.
     fn convert(&self, batch: RecordBatch) -> Result<RecordBatch> {
         let columns = match self.direction {
             Direction::Pack => {
@@ -176,6 +176,7 @@ impl Packing {
     }
 }
 
+/// Whether the column at `index` is one of `columns`.
 fn is_packed(columns: &[PackedColumn], index: usize) -> bool {
     columns.iter().any(|column| column.index == index)
 }
