@@ -73,8 +73,7 @@ pub fn merge_by_packed_keys(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Exec
             return Ok(Transformed::no(node));
         }
         let pack = PackExec::pack(merge.input().clone(), packed);
-        let key = LexOrdering::new([PackExec::key()]).expect("one key");
-        let merged = SortPreservingMergeExec::new(key, Arc::new(pack.clone())).with_fetch(merge.fetch());
+        let merged = SortPreservingMergeExec::new(PackExec::by_key(), Arc::new(pack.clone())).with_fetch(merge.fetch());
         Ok(Transformed::yes(Arc::new(PackExec::unpack(Arc::new(merged), &pack)) as Arc<dyn ExecutionPlan>))
     })
     .map(|transformed| transformed.data)
@@ -116,7 +115,7 @@ struct Packing {
 }
 
 impl PackExec {
-    /// `input`'s `columns` packed into one key, the column of [`PackExec::key`].
+    /// `input`'s `columns` packed into one key, the column [`PackExec::by_key`] orders by.
     pub fn pack(input: Arc<dyn ExecutionPlan>, columns: Vec<PackedColumn>) -> Self {
         let unpacked = input.schema();
         let mut fields = vec![Arc::new(Field::new(PACKED_KEY, KEY_TYPE, false))];
@@ -144,8 +143,8 @@ impl PackExec {
     }
 
     /// The packed key, ascending: sorting by it sorts by the packed columns.
-    pub fn key() -> PhysicalSortExpr {
-        PhysicalSortExpr::new_default(Arc::new(Column::new(PACKED_KEY, 0)))
+    pub fn by_key() -> LexOrdering {
+        LexOrdering::new([PhysicalSortExpr::new_default(Arc::new(Column::new(PACKED_KEY, 0)))]).expect("one key")
     }
 }
 

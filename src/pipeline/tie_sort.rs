@@ -61,8 +61,7 @@ pub fn sort_ties_apart(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Execution
             2.. if instant_among(&keys[..packed.len()]) => {
                 let prefix = packed.len();
                 let pack = PackExec::pack(sort.input().clone(), packed);
-                let key = LexOrdering::new([PackExec::key()]).expect("one key");
-                let sorted = SortExec::new(key, Arc::new(pack.clone())).with_preserve_partitioning(sort.preserve_partitioning());
+                let sorted = SortExec::new(PackExec::by_key(), Arc::new(pack.clone())).with_preserve_partitioning(sort.preserve_partitioning());
                 (Arc::new(PackExec::unpack(Arc::new(sorted), &pack)), prefix)
             }
             _ => {
