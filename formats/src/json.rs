@@ -168,16 +168,16 @@ type Line<'a> = [Option<Cow<'a, str>>; 2];
 
 /// Parses `payload` as one message of `table`, or says why it is not one.
 fn parse_message(table: Table, payload: &[u8]) -> Result<Message<'_>, RejectReason> {
+    // Checked once here, so that serde_json need not check each string again.
+    let json = std::str::from_utf8(payload).map_err(|error| RejectReason::BadJson { detail: format!("not UTF-8: {error}") })?;
     let columns = table.columns();
     let fields = MessageFields { columns, with_items: table == Table::InventoryChange };
-    let mut deserializer = serde_json::Deserializer::from_slice(payload);
+    let mut deserializer = serde_json::Deserializer::from_str(json);
     let parsed = deserializer.deserialize_map(fields).and_then(|message| deserializer.end().map(|()| message));
     parsed.map_err(|error| {
-        let detail = match payload.iter().find(|b| !b.is_ascii_whitespace()) {
+        let detail = match json.trim_start().as_bytes().first() {
             // Other JSON than an object: say so, unless it is not JSON at all.
-            Some(b) if *b != b'{' && serde_json::from_slice::<IgnoredAny>(payload).is_ok() => {
-                "not a JSON object".to_string()
-            }
+            Some(b) if *b != b'{' && serde_json::from_str::<IgnoredAny>(json).is_ok() => "not a JSON object".to_string(),
             _ => error.to_string(),
         };
         RejectReason::BadJson { detail }
@@ -219,13 +219,64 @@ impl<'de> Visitor<'de> for MessageFields<'_> {
                 Key::Column(index) => message.fields[index] = text(self.columns[index].name, map.next_value()?)?,
                 Key::Items => message.items = map.next_value::<Option<LineList<'de>>>()?.map(|lines| lines.0),
                 // Any JSON is accepted there, as in any field pos-etl does not read.
-                Key::SentTime => message.sent_time = serde_json::from_str(map.next_value::<&RawValue>()?.get()).ok(),
+                Key::SentTime => message.sent_time = map.next_value_seed(SentSeconds)?,
                 Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
         Ok(message)
+    }
+}
+
+/// Reads `sent_time`: a number, or nothing for any other JSON there.
+struct SentSeconds;
+
+impl<'de> DeserializeSeed<'de> for SentSeconds {
+    type Value = Option<f64>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<f64>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SentSeconds {
+    type Value = Option<f64>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_f64<E: de::Error>(self, seconds: f64) -> Result<Option<f64>, E> {
+        Ok(Some(seconds))
+    }
+
+    fn visit_u64<E: de::Error>(self, seconds: u64) -> Result<Option<f64>, E> {
+        Ok(Some(seconds as f64))
+    }
+
+    fn visit_i64<E: de::Error>(self, seconds: i64) -> Result<Option<f64>, E> {
+        Ok(Some(seconds as f64))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<f64>, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<f64>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Option<f64>, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<f64>, A::Error> {
+        IgnoredAny.visit_seq(seq).map(|_| None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<f64>, A::Error> {
+        IgnoredAny.visit_map(map).map(|_| None)
     }
 }
 
@@ -416,7 +467,7 @@ mod tests {
         assert!(reasons[2].starts_with("t/0@3 not valid JSON of either form: quantity is a list"), "{reasons:?}");
         assert!(reasons[3].starts_with("t/0@4 not valid JSON of either form: invalid type: integer `5`"), "{reasons:?}");
         assert!(reasons[4].starts_with("t/0@5 not valid JSON of either form: control character"), "{reasons:?}");
-        assert!(reasons[5].starts_with("t/0@7 not valid JSON of either form"), "{reasons:?}");
+        assert!(reasons[5].starts_with("t/0@7 not valid JSON of either form: not UTF-8"), "{reasons:?}");
         assert_eq!(reasons.len(), 6, "{reasons:?}");
         let text = arrow_cast::pretty::pretty_format_batches(&read.batches).unwrap().to_string();
         assert!(text.contains("| X        | 10      | 1        | 2021-01-03T10:00:00 | -2"), "{text}");
@@ -438,8 +489,10 @@ mod tests {
         assert_eq!(sent(4, &format!("{{{row},\"sent_time\":null}}")), None);
         assert_eq!(sent(5, &format!("{{{row}}}")), None);
         assert_eq!(sent(6, r#"{"sent_time":5"#), None, "not JSON");
+        assert_eq!(sent(7, &format!("{{\"sent_time\":{{\"at\":[1,{{}}]}},{row}}}")), None);
+        assert_eq!(sent(8, &format!("{{{row},\"sent_time\":-3}}")), Some(-3.0));
         let read = decoder.finish();
-        assert_eq!(read.records, 7);
+        assert_eq!(read.records, 9);
         let rejected: Vec<&str> = read.rejects.iter().map(|r| r.origin.as_str()).collect();
         assert_eq!(rejected, ["t/0@2", "t/0@6"]);
     }

@@ -178,10 +178,18 @@ impl OpenTopic {
         let topic = topic.as_str();
         let mut done = BTreeMap::new();
         let mut decoder = MessageDecoder::new(table, topic);
-        let mut last_event = Instant::now();
+        // Since when no message or end of partition has come: the clock is
+        // read once a poll brings neither, not once per message.
+        let mut idle_since: Option<Instant> = None;
         while !pending.is_empty() {
-            match consumer.poll(Duration::from_millis(100)) {
-                None if last_event.elapsed() > settings.timeout => {
+            let polled = consumer.poll(Duration::from_millis(100));
+            if matches!(polled, Some(Ok(_) | Err(KafkaError::PartitionEOF(_)))) {
+                idle_since = None;
+            } else {
+                idle_since.get_or_insert_with(Instant::now);
+            }
+            match polled {
+                None if idle_since.is_some_and(|since| since.elapsed() > settings.timeout) => {
                     let mut stalled: Vec<String> =
                         pending.iter().map(|(partition, read)| format!("{topic}/{partition} {read}")).collect();
                     stalled.sort();
@@ -193,7 +201,6 @@ impl OpenTopic {
                 }
                 None => {}
                 Some(Ok(message)) => {
-                    last_event = Instant::now();
                     if let Some(read) = pending.get_mut(&message.partition()) {
                         read.on_message(message.offset());
                     }
@@ -206,7 +213,6 @@ impl OpenTopic {
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    last_event = Instant::now();
                     // The consumer's position is past the control records a
                     // transactional producer leaves, which are never delivered.
                     let position = consumer.position().ok().and_then(|positions| {
