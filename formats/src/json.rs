@@ -218,65 +218,16 @@ impl<'de> Visitor<'de> for MessageFields<'_> {
             match key {
                 Key::Column(index) => message.fields[index] = text(self.columns[index].name, map.next_value()?)?,
                 Key::Items => message.items = map.next_value::<Option<LineList<'de>>>()?.map(|lines| lines.0),
-                // Any JSON is accepted there, as in any field pos-etl does not read.
-                Key::SentTime => message.sent_time = map.next_value_seed(SentSeconds)?,
+                // Any JSON is accepted there, as in any field pos-etl does not
+                // read: kept as written and parsed apart, so that a number out
+                // of range (1e400) is no stamp rather than a bad message.
+                Key::SentTime => message.sent_time = serde_json::from_str(map.next_value::<&RawValue>()?.get()).ok(),
                 Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
         Ok(message)
-    }
-}
-
-/// Reads `sent_time`: a number, or nothing for any other JSON there.
-struct SentSeconds;
-
-impl<'de> DeserializeSeed<'de> for SentSeconds {
-    type Value = Option<f64>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<f64>, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for SentSeconds {
-    type Value = Option<f64>;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
-        formatter.write_str("any JSON value")
-    }
-
-    fn visit_f64<E: de::Error>(self, seconds: f64) -> Result<Option<f64>, E> {
-        Ok(Some(seconds))
-    }
-
-    fn visit_u64<E: de::Error>(self, seconds: u64) -> Result<Option<f64>, E> {
-        Ok(Some(seconds as f64))
-    }
-
-    fn visit_i64<E: de::Error>(self, seconds: i64) -> Result<Option<f64>, E> {
-        Ok(Some(seconds as f64))
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<f64>, E> {
-        Ok(None)
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<f64>, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Option<f64>, E> {
-        Ok(None)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<f64>, A::Error> {
-        IgnoredAny.visit_seq(seq).map(|_| None)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<f64>, A::Error> {
-        IgnoredAny.visit_map(map).map(|_| None)
     }
 }
 
@@ -491,8 +442,9 @@ mod tests {
         assert_eq!(sent(6, r#"{"sent_time":5"#), None, "not JSON");
         assert_eq!(sent(7, &format!("{{\"sent_time\":{{\"at\":[1,{{}}]}},{row}}}")), None);
         assert_eq!(sent(8, &format!("{{{row},\"sent_time\":-3}}")), Some(-3.0));
+        assert_eq!(sent(9, &format!("{{{row},\"sent_time\":1e400}}")), None, "out of range: no stamp, still a row");
         let read = decoder.finish();
-        assert_eq!(read.records, 9);
+        assert_eq!(read.records, 10);
         let rejected: Vec<&str> = read.rejects.iter().map(|r| r.origin.as_str()).collect();
         assert_eq!(rejected, ["t/0@2", "t/0@6"]);
     }
