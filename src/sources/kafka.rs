@@ -178,29 +178,25 @@ impl OpenTopic {
         let topic = topic.as_str();
         let mut done = BTreeMap::new();
         let mut decoder = MessageDecoder::new(table, topic);
-        // Since when no message or end of partition has come: the clock is
-        // read once a poll brings neither, not once per message.
+        // Since when the polls have brought no message or end of partition:
+        // the clock is read once a poll comes back empty, not per message.
         let mut idle_since: Option<Instant> = None;
         while !pending.is_empty() {
-            let polled = consumer.poll(Duration::from_millis(100));
-            if matches!(polled, Some(Ok(_) | Err(KafkaError::PartitionEOF(_)))) {
-                idle_since = None;
-            } else {
-                idle_since.get_or_insert_with(Instant::now);
-            }
-            match polled {
-                None if idle_since.is_some_and(|since| since.elapsed() > settings.timeout) => {
-                    let mut stalled: Vec<String> =
-                        pending.iter().map(|(partition, read)| format!("{topic}/{partition} {read}")).collect();
-                    stalled.sort();
-                    return Err(SourceError::Stalled {
-                        brokers: settings.brokers.clone(),
-                        timeout_secs: settings.timeout.as_secs_f64(),
-                        partitions: stalled.join(", "),
-                    });
+            match consumer.poll(Duration::from_millis(100)) {
+                None => {
+                    if idle_since.get_or_insert_with(Instant::now).elapsed() > settings.timeout {
+                        let mut stalled: Vec<String> =
+                            pending.iter().map(|(partition, read)| format!("{topic}/{partition} {read}")).collect();
+                        stalled.sort();
+                        return Err(SourceError::Stalled {
+                            brokers: settings.brokers.clone(),
+                            timeout_secs: settings.timeout.as_secs_f64(),
+                            partitions: stalled.join(", "),
+                        });
+                    }
                 }
-                None => {}
                 Some(Ok(message)) => {
+                    idle_since = None;
                     if let Some(read) = pending.get_mut(&message.partition()) {
                         read.on_message(message.offset());
                     }
@@ -213,6 +209,7 @@ impl OpenTopic {
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    idle_since = None;
                     // The consumer's position is past the control records a
                     // transactional producer leaves, which are never delivered.
                     let position = consumer.position().ok().and_then(|positions| {
